@@ -1,0 +1,81 @@
+"""Loading models, tokenizers and data: one code path for hub names and local folders.
+
+``load_base(profile)`` calls ``AutoModelForCausalLM.from_pretrained(profile.model)`` whether that is
+``"mistralai/Mistral-7B-v0.1"`` or the shipped tiny folder; ``load_instruction_data(profile)`` calls
+``datasets.load_dataset(profile.dataset)`` whether that is ``"databricks/databricks-dolly-15k"`` or the
+shipped folder of JSON lines in Dolly's record format. With ``HF_HUB_OFFLINE=1`` the local paths load.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .profiles import Profile, get_profile
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _profile(profile: Profile | str | None) -> Profile:
+    return profile if isinstance(profile, Profile) else get_profile(profile)
+
+
+def load_tokenizer(profile: Profile | str | None = None):
+    from transformers import AutoTokenizer
+
+    p = _profile(profile)
+    tok = AutoTokenizer.from_pretrained(p.model)
+    if tok.pad_token is None:            # real base models (Mistral, SmolLM2) ship without a pad token
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def bnb_config(profile: Profile | str | None = None):
+    """The seed's QLoRA quantization config: NF4, double quantization, compute in the profile's dtype."""
+    from transformers import BitsAndBytesConfig
+
+    p = _profile(profile)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=DTYPES["bfloat16" if p.device == "cuda" else p.compute_dtype],
+    )
+
+
+def load_base(profile: Profile | str | None = None, quantize: bool = False, dtype: str | None = None):
+    """The profile's base model, optionally 4-bit quantized (QLoRA), on the profile's device."""
+    from transformers import AutoModelForCausalLM
+
+    p = _profile(profile)
+    kwargs = {"dtype": DTYPES[dtype or p.compute_dtype]}
+    if quantize:
+        kwargs["quantization_config"] = bnb_config(p)
+        kwargs["device_map"] = {"": 0} if p.device == "cuda" else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(p.model, **kwargs)
+    if not quantize and p.device == "cuda":
+        model = model.to("cuda")
+    return model
+
+
+def load_instruction_data(profile: Profile | str | None = None, heldout_size: float = 0.05, seed: int = 0):
+    """Instruction records with Dolly-15k's fields (instruction, context, response, category).
+
+    Returns a ``DatasetDict`` with ``train`` and ``test``. The real Dolly-15k has only a ``train`` split,
+    so a seeded ``heldout_size`` fraction is held out; the tiny data ships its own held-out split.
+    """
+    from datasets import load_dataset
+
+    p = _profile(profile)
+    ds = load_dataset(p.dataset)
+    if "test" not in ds:
+        ds = ds["train"].train_test_split(test_size=heldout_size, seed=seed)
+    if p.max_train_examples:
+        ds["train"] = ds["train"].select(range(min(p.max_train_examples, len(ds["train"]))))
+    return ds
+
+
+def load_preference_data():
+    """The tiny world's preference set (prompt, chosen, rejected, kind, category, key) as a DatasetDict."""
+    from datasets import load_dataset
+
+    from .paths import TINY_PREFS
+
+    return load_dataset(str(TINY_PREFS))
