@@ -1,0 +1,1 @@
+"""The interview bank: schema, loader (with computed numeric answers), grading, history, FSRS, stats, Anki."""

@@ -1,0 +1,249 @@
+"""Load and validate the question bank (``quizzes/*.yaml``), with errors that name file, line and field.
+
+Every numeric question's value is computed here, by calling the ``compute`` function it names (the
+course's memory calculator or a small helper in ``course.quiz.calc``) — no answer is typed by hand.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .. import paths
+from .schema import Compute, Question
+
+
+class QuizError(Exception):
+    """One problem in the bank, located as ``file:line`` and field."""
+
+    def __init__(self, file: Path | str, line: int | None, field: str | None, message: str, qid: str | None = None):
+        self.file, self.line, self.field, self.message, self.qid = str(file), line, field, message, qid
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        what = []
+        if self.qid:
+            what.append(f"question {self.qid!r}")
+        if self.field:
+            what.append(f"field {self.field!r}")
+        return f"{where}: {' '.join(what) + ': ' if what else ''}{self.message}"
+
+
+class BankError(Exception):
+    """Several :class:`QuizError` at once (validation reports them all, not just the first)."""
+
+    def __init__(self, errors: list[QuizError]):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+@dataclass
+class Bank:
+    questions: list[Question]
+    by_id: dict[str, Question] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.by_id = {q.id: q for q in self.questions}
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({q.topic for q in self.questions})
+
+    def select(self, topics: list[str] | None = None, difficulty: list[int] | None = None,
+               types: list[str] | None = None, tags: list[str] | None = None) -> list[Question]:
+        out = self.questions
+        if topics:
+            unknown = set(topics) - set(self.topics)
+            if unknown:
+                raise KeyError(f"unknown topic(s) {', '.join(sorted(unknown))}; topics are: {', '.join(self.topics)}")
+            out = [q for q in out if q.topic in topics]
+        if difficulty:
+            out = [q for q in out if q.difficulty in difficulty]
+        if types:
+            out = [q for q in out if q.type in types]
+        if tags:
+            out = [q for q in out if set(tags) & set(q.tags)]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+
+# ---- computing numeric answers ------------------------------------------------------------------------
+def _resolve(path: str):
+    mod_name, _, attr = path.rpartition(".")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError as e:
+        raise ValueError(f"cannot import {mod_name} ({e})") from None
+    try:
+        return getattr(mod, attr)
+    except AttributeError:
+        raise ValueError(f"{mod_name} has no {attr!r}") from None
+
+
+def _evaluate(x: Any) -> Any:
+    if isinstance(x, dict) and "fn" in x:
+        return evaluate_compute(Compute.model_validate(x), _raw=True)
+    if isinstance(x, dict):
+        return {k: _evaluate(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_evaluate(v) for v in x]
+    return x
+
+
+def evaluate_compute(c: Compute, _raw: bool = False) -> Any:
+    """Call ``c.fn(*args, **kwargs)`` (nested computes first), pick a field, divide by a unit."""
+    fn = _resolve(c.fn)
+    result = fn(*_evaluate(c.args), **_evaluate(c.kwargs))
+    if c.pick:
+        for part in c.pick.split("."):
+            result = result[part] if isinstance(result, dict) else getattr(result, part)
+            if callable(result):
+                result = result()
+    if c.divide is not None:
+        div = c.divide
+        if isinstance(div, str):          # "2**30", "1e9": a unit, written as arithmetic on literals only
+            if not all(ch in "0123456789.*e+-()" for ch in div.replace(" ", "")):
+                raise ValueError(f"divide {div!r} must be a number or arithmetic on numbers (e.g. '2**30')")
+            div = eval(div, {"__builtins__": {}}, {})  # noqa: S307 (digits and operators only, checked above)
+        result = result / div
+    if _raw:
+        return result
+    value = float(result)
+    if not math.isfinite(value):
+        raise ValueError(f"computed a non-finite value {value}")
+    return value
+
+
+# ---- YAML with line numbers ---------------------------------------------------------------------------
+def _field_from_error(err: dict) -> str | None:
+    loc = [str(p) for p in err.get("loc", ())]
+    if loc:
+        return ".".join(loc)
+    msg = err.get("msg", "")
+    body = msg.split(", ", 1)[-1]           # "Value error, choices: give 2 to 6 choices"
+    head = body.split(":", 1)[0]
+    return head if head.isidentifier() else None
+
+
+def _clean_msg(err: dict) -> str:
+    msg = err.get("msg", "")
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+        head, sep, rest = msg.partition(": ")
+        if sep and head.isidentifier():
+            msg = rest
+    return msg
+
+
+def _key_lines(node: yaml.MappingNode) -> dict[str, int]:
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _nested_line(node: yaml.MappingNode, loc: list[str]) -> int | None:
+    """Line of a (possibly nested) field, e.g. ['compute', 'fn']; falls back to the nearest parent."""
+    line = node.start_mark.line + 1
+    cur = node
+    for part in loc:
+        if isinstance(cur, yaml.MappingNode):
+            hit = [(k, v) for k, v in cur.value if isinstance(k, yaml.ScalarNode) and k.value == part]
+            if not hit:
+                return line
+            line, cur = hit[0][0].start_mark.line + 1, hit[0][1]
+        elif isinstance(cur, yaml.SequenceNode) and part.isdigit() and int(part) < len(cur.value):
+            cur = cur.value[int(part)]
+            line = cur.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[QuizError]]:
+    """Parse one topic file. Returns the valid questions and the errors found (never raises on content)."""
+    path = Path(path)
+    shown = _shown(path)
+    errors: list[QuizError] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        return [], [QuizError(shown, line, None, f"malformed YAML: {e.problem or e}")]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        return [], [QuizError(shown, None, None, f"cannot read: {e}")]
+    if root is None:
+        return [], [QuizError(shown, 1, None, "the file is empty; it should hold a list of questions")]
+    if not isinstance(root, yaml.SequenceNode) or not isinstance(data, list):
+        return [], [QuizError(shown, root.start_mark.line + 1, None,
+                              "the file should be a YAML list of questions (each item starting with '- id: ...')")]
+    out: list[Question] = []
+    for node, item in zip(root.value, data):
+        line = node.start_mark.line + 1
+        if not isinstance(node, yaml.MappingNode) or not isinstance(item, dict):
+            errors.append(QuizError(shown, line, None, "each item must be a mapping (id: ..., topic: ..., ...)"))
+            continue
+        qid = item.get("id") if isinstance(item.get("id"), str) else None
+        try:
+            q = Question.model_validate(item)
+        except ValidationError as ve:
+            for err in ve.errors():
+                fld = _field_from_error(err)
+                fline = _nested_line(node, fld.split(".")) if fld else line
+                errors.append(QuizError(shown, fline, fld, _clean_msg(err), qid))
+            continue
+        if q.topic != path.stem:
+            errors.append(QuizError(shown, _key_lines(node).get("topic", line), "topic",
+                                    f"topic {q.topic!r} must match the file name {path.stem!r}", q.id))
+            continue
+        q.source = f"{shown}:{line}"
+        if compute and q.compute is not None:
+            try:
+                q.value = evaluate_compute(q.compute)
+            except Exception as e:  # noqa: BLE001 (report any calculator failure as a located error)
+                errors.append(QuizError(shown, _nested_line(node, ["compute"]), "compute",
+                                        f"{type(e).__name__}: {e}", q.id))
+                continue
+        out.append(q)
+    return out, errors
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def load_bank(directory: Path | str | None = None, compute: bool = True) -> Bank:
+    """Load every ``*.yaml`` in ``directory`` (default ``quizzes/``); raise :class:`BankError` listing all
+    problems (malformed YAML, schema violations, failed computations, duplicate ids)."""
+    d = Path(directory) if directory else paths.QUIZZES
+    files = sorted(d.glob("*.yaml"))
+    if not files:
+        raise BankError([QuizError(_shown(d), None, None, "no *.yaml question files here")])
+    questions, errors = [], []
+    seen: dict[str, Question] = {}
+    for f in files:
+        qs, errs = load_file(f, compute=compute)
+        errors += errs
+        for q in qs:
+            if q.id in seen:
+                file, line = q.source.rsplit(":", 1)
+                errors.append(QuizError(file, int(line), "id",
+                                        f"duplicate id (first defined at {seen[q.id].source})", q.id))
+                continue
+            seen[q.id] = q
+            questions.append(q)
+    if errors:
+        raise BankError(errors)
+    return Bank(questions)
