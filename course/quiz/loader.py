@@ -16,7 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from .. import paths
-from .schema import Compute, Question
+from .schema import Compute, Question, format_number
 
 
 class QuizError(Exception):
@@ -209,6 +209,7 @@ def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[Qu
         if compute and q.compute is not None:
             try:
                 q.value = evaluate_compute(q.compute)
+                q.model_answer = q.model_answer.replace("{value}", format_number(q.value))
             except Exception as e:  # noqa: BLE001 (report any calculator failure as a located error)
                 errors.append(QuizError(shown, _nested_line(node, ["compute"]), "compute",
                                         f"{type(e).__name__}: {e}", q.id))

@@ -5,7 +5,8 @@ A question is one of five types:
 - ``mcq``      one right choice: ``choices`` (2–6 strings) and ``answer`` (a letter, ``"B"``);
 - ``multi``    several right choices: ``choices`` and ``answer`` (a list of letters, ``["A", "C"]``);
 - ``numeric``  a number computed by the course's own calculators: ``compute`` (never a typed value),
-               ``unit``, ``tolerance`` (relative, default 1%);
+               ``unit``, ``tolerance`` (relative, default 1%); ``{value}`` in its model answer is replaced by the
+               computed value, so the answer is never typed;
 - ``short``    a word or phrase: ``accept`` (accepted answers, compared case- and punctuation-blind);
 - ``open``     explained aloud or in prose, self-graded against ``key_points``.
 
