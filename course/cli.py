@@ -11,6 +11,7 @@ import sys
 SUBCOMMAND_MODULES = [
     "course.commands.general",      # days, profiles, build-base
     "course.commands.quiz",         # quiz (validate, stats, export-anki), drill, review
+    "course.commands.memory",       # memory (training-memory calculator)
 ]
 
 
