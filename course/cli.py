@@ -10,6 +10,7 @@ import sys
 # Modules that add subcommands, in the order they appear in ``course --help``.
 SUBCOMMAND_MODULES = [
     "course.commands.general",      # days, profiles, build-base
+    "course.commands.authoring",    # build, start, check, mutants, grade
     "course.commands.quiz",         # quiz (validate, stats, export-anki), drill, review
     "course.commands.memory",       # memory (training-memory calculator)
 ]

@@ -1,0 +1,62 @@
+"""Running notebook cells in one live kernel (nbclient): the engine of ``course check`` and ``course mutants``."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import nbformat
+
+from .nbgrader_setup import KERNEL_ARGS
+
+TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "the cell ran past the time limit and was interrupted",
+                 "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
+
+
+def kernel_env(threads: int | None = None) -> dict[str, str]:
+    """The kernel's environment: offline, quiet, and (when given) a fixed number of torch/BLAS threads."""
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_OFFLINE", "1")
+    env.setdefault("PYTHONWARNINGS", "ignore")
+    if threads:
+        for k in ("COURSE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[k] = str(threads)
+    return env
+
+
+class LiveKernel:
+    """A kernel kept alive across many cell executions.
+
+    >>> with LiveKernel(nb, cwd) as k:
+    ...     outputs = k.run(nb.cells[3])      # a copy of the cell is executed; its outputs are returned
+    """
+
+    def __init__(self, nb: nbformat.NotebookNode, cwd: Path, timeout: int = 300, threads: int | None = None):
+        from nbclient import NotebookClient
+
+        self.nb = nb
+        self.client = NotebookClient(
+            copy.deepcopy(nb), timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
+            error_on_timeout=TIMEOUT_ERROR, extra_arguments=list(KERNEL_ARGS), resources={"metadata": {"path": str(cwd)}}, record_timing=False)
+        self.env = kernel_env(threads)
+        self._ctx = None
+
+    def __enter__(self) -> "LiveKernel":
+        self._ctx = self.client.setup_kernel(env=self.env)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._ctx is not None:
+            self._ctx.__exit__(*exc)
+
+    def run(self, cell: nbformat.NotebookNode, index: int = 0, source: str | None = None) -> list:
+        """Execute a copy of ``cell`` (optionally with another ``source``); return its outputs."""
+        c = copy.deepcopy(cell)
+        if source is not None:
+            c.source = source
+        c.outputs = []
+        self.client.execute_cell(c, index)
+        return c.outputs

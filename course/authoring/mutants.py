@@ -1,0 +1,208 @@
+"""Planted bugs: does each wrong version of an exercise make that exercise's tests fail?
+
+A notebook's reference runs ONCE in a live kernel. Then for each mutant (``autograder/mutants/<day>/<nb>.yaml``,
+see docs/AUTHORING.md) the exercise's solution cell is executed with the mutant's text replacements, followed by
+the cells after it up to the exercise's last test cell (``<exercise>__*``); the failing tests are recorded, and
+the reference is restored by re-running the same span with the reference solution (its tests must pass again).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .cells import error_message, exercise_of, grade_id, is_solution, is_test, read_source
+from .execution import LiveKernel
+from .layout import Layout
+
+MIN_MUTANTS_PER_EXERCISE = 2
+
+
+@dataclass
+class Mutant:
+    id: str
+    exercise: str
+    description: str
+    replace: list[tuple[str, str]]
+
+
+@dataclass
+class MutantResult:
+    notebook: str
+    id: str
+    exercise: str
+    description: str
+    caught_by: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "ERROR" if self.error else ("caught" if self.caught_by else "NOT CAUGHT")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "caught"
+
+
+@dataclass
+class NotebookReport:
+    notebook: str
+    results: list[MutantResult] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(r.ok for r in self.results)
+
+
+def load_mutants(path: Path) -> tuple[list[Mutant], list[str]]:
+    """Parse a planted-bugs YAML file; return the mutants and the problems found in the file itself."""
+    problems: list[str] = []
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as e:
+        return [], [f"{path}: not valid YAML: {e}"]
+    if not isinstance(data, list):
+        return [], [f"{path}: expected a list of mutants (- id: ..., exercise: ..., replace: [...])"]
+    out, seen = [], set()
+    for i, m in enumerate(data):
+        where = f"{path.name} item {i + 1}"
+        if not isinstance(m, dict) or not {"id", "exercise", "replace"} <= set(m):
+            problems.append(f"{where}: needs id, exercise, description and replace")
+            continue
+        if m["id"] in seen:
+            problems.append(f"{where}: duplicate id {m['id']!r}")
+        seen.add(m["id"])
+        reps = m.get("replace") or []
+        if not isinstance(reps, list) or not reps or not all(isinstance(r, dict) and "old" in r and "new" in r for r in reps):
+            problems.append(f"{where} ({m['id']}): replace must be a non-empty list of {{old, new}}")
+            continue
+        out.append(Mutant(str(m["id"]), str(m["exercise"]), str(m.get("description", "")),
+                          [(str(r["old"]), str(r["new"])) for r in reps]))
+    return out, problems
+
+
+def apply_mutant(source: str, mutant: Mutant) -> str:
+    """Apply the replacements; each ``old`` must occur exactly once in the solution cell (else ``ValueError``)."""
+    for old, new in mutant.replace:
+        n = source.count(old)
+        if n != 1:
+            raise ValueError(f"replacement text {old!r} occurs {n} times in the solution cell "
+                             f"{mutant.exercise!r} (must be exactly once)")
+        source = source.replace(old, new)
+    return source
+
+
+def default_mutants_file(source: Path) -> Path:
+    """``<root>/solutions/<day>/<nb>.py`` → ``<root>/autograder/mutants/<day>/<nb>.yaml``."""
+    source = Path(source).resolve()
+    return source.parents[2] / "autograder" / "mutants" / source.parent.name / f"{source.stem}.yaml"
+
+
+def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout: int = 300,
+                threads: int | None = 1, progress=None) -> NotebookReport:
+    """Run every planted bug of one notebook source in one live kernel (see the module docstring)."""
+    notebook_source = Path(notebook_source)
+    mutants_file = Path(mutants_file) if mutants_file else default_mutants_file(notebook_source)
+    report = NotebookReport(notebook_source.stem)
+    nb = read_source(notebook_source)
+    cells = nb.cells
+    solutions = {grade_id(c): i for i, c in enumerate(cells) if is_solution(c) and c.cell_type == "code"}
+    tests: dict[str, list[int]] = {}
+    for i, c in enumerate(cells):
+        if is_test(c):
+            tests.setdefault(exercise_of(grade_id(c)), []).append(i)
+    exercises = [ex for ex in solutions if ex in tests]
+
+    if not mutants_file.exists():
+        report.problems.append(f"no planted bugs: {mutants_file} does not exist")
+        mutants: list[Mutant] = []
+    else:
+        mutants, problems = load_mutants(mutants_file)
+        report.problems += problems
+    for ex in exercises:
+        n = sum(m.exercise == ex for m in mutants)
+        if n < MIN_MUTANTS_PER_EXERCISE:
+            report.problems.append(f"exercise {ex!r} has {n} planted bug(s); at least {MIN_MUTANTS_PER_EXERCISE} needed")
+    for ex in solutions:
+        if ex not in tests:
+            report.problems.append(f"solution cell {ex!r} has no test cells named {ex}__<check>")
+
+    # Validate every mutant before starting a kernel.
+    runnable: list[tuple[Mutant, str]] = []
+    for m in mutants:
+        r = MutantResult(report.notebook, m.id, m.exercise, m.description)
+        if m.exercise not in solutions:
+            r.error = f"no solution cell with grade_id {m.exercise!r} in {notebook_source.name}"
+        elif m.exercise not in tests:
+            r.error = f"exercise {m.exercise!r} has no test cells"
+        else:
+            try:
+                runnable.append((m, apply_mutant(cells[solutions[m.exercise]].source, m)))
+            except ValueError as e:
+                r.error = str(e)
+        report.results.append(r)
+    by_id = {r.id: r for r in report.results}
+
+    with tempfile.TemporaryDirectory(prefix="course-mutants-") as cwd, LiveKernel(nb, Path(cwd), timeout, threads) as k:
+        failed_ref: dict[str, str] = {}
+        for i, c in enumerate(cells):
+            if c.cell_type != "code":
+                continue
+            err = error_message(k.run(c, i))
+            if err and (is_test(c) or is_solution(c) or not failed_ref):
+                failed_ref[grade_id(c) or f"cell {i}"] = err
+        if failed_ref:
+            for cid, err in failed_ref.items():
+                report.problems.append(f"the reference solution fails in {cid}: {err}")
+        for m, mutated in runnable:
+            r = by_id[m.id]
+            if progress:
+                progress(r)
+            if any(exercise_of(cid) == m.exercise or cid == m.exercise for cid in failed_ref):
+                r.error = "skipped: the reference fails this exercise"
+                continue
+            start, end = solutions[m.exercise], max(tests[m.exercise])
+            span = [j for j in range(start + 1, end + 1) if cells[j].cell_type == "code"]
+            own_tests = set(tests[m.exercise])
+            err = error_message(k.run(cells[start], start, source=mutated))
+            if err:
+                r.error = f"the mutated solution cell itself fails ({err}); plant a bug that runs"
+            else:
+                for j in span:
+                    out = k.run(cells[j], j)
+                    if j in own_tests and error_message(out):
+                        r.caught_by.append(grade_id(cells[j]))
+            # restore the reference and check that its tests pass again
+            k.run(cells[start], start)
+            still = [grade_id(cells[j]) for j in span if error_message(k.run(cells[j], j)) and j in own_tests]
+            if still:
+                report.problems.append(f"after {m.id}, re-running the reference left {still} failing: a cell keeps "
+                                       "state between runs (make test cells self-contained)")
+    return report
+
+
+def run_day(layout: Layout, day: str, timeout: int = 300, threads: int | None = 1, progress=None) -> list[NotebookReport]:
+    return [run_mutants(src, layout.mutants_file(day, src.stem), timeout=timeout, threads=threads, progress=progress)
+            for src in layout.sources(day)]
+
+
+def format_reports(reports: list[NotebookReport]) -> str:
+    rows = [("notebook", "planted bug", "exercise", "result")]
+    for rep in reports:
+        for r in rep.results:
+            res = {"caught": "caught by " + ", ".join(r.caught_by), "NOT CAUGHT": "NOT CAUGHT",
+                   "ERROR": f"ERROR: {r.error}"}[r.status]
+            rows.append((rep.notebook, r.id, r.exercise, res))
+    w = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{w[0]}}  {b:<{w[1]}}  {c:<{w[2]}}  {d}" for a, b, c, d in rows]
+    lines.insert(1, "-" * min(120, sum(w) + 6 + max(len(row[3]) for row in rows)))
+    for rep in reports:
+        lines += [f"PROBLEM {rep.notebook}: {p}" for p in rep.problems]
+    n = sum(len(rep.results) for rep in reports)
+    caught = sum(r.ok for rep in reports for r in rep.results)
+    lines.append(f"{caught}/{n} planted bugs caught" + ("" if all(rep.ok for rep in reports) else "  — FAILED"))
+    return "\n".join(lines)
