@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 
+from .. import memory
+
 
 # ---- LoRA on one weight matrix ------------------------------------------------------------------------
 def full_matrix_params(d: int, k: int) -> int:
@@ -42,19 +44,26 @@ def ia3_params(n_layers: int, k_dim: int, v_dim: int, ffn_dim: int) -> int:
 
 
 # ---- quantization overhead (bits per parameter) ---------------------------------------------------------
-def scale_overhead_bits(blocksize: int = 64, scale_bits: int = 32) -> float:
-    """One absmax scale of ``scale_bits`` per block of ``blocksize`` weights."""
-    return scale_bits / blocksize
+def scale_overhead_bits(blocksize: int = 64) -> float:
+    """Bits per parameter of one fp32 absmax scale per block (from the memory calculator's NF4 count)."""
+    return memory.nf4_bits_per_param(double_quant=False, blocksize=blocksize) - 4
 
 
-def double_quant_overhead_bits(blocksize: int = 64, blocksize2: int = 256, scale_bits: int = 8,
-                               scale2_bits: int = 32) -> float:
-    """QLoRA's double quantization: 8-bit scales per 64 weights, plus one fp32 scale per 256 of those scales."""
-    return scale_bits / blocksize + scale2_bits / (blocksize * blocksize2)
+def double_quant_overhead_bits(blocksize: int = 64, blocksize2: int = 256) -> float:
+    """QLoRA's double quantization: 8-bit scales per block of weights, plus one fp32 scale per ``blocksize2``
+    of those scales (the memory calculator's NF4 count minus the 4 bits of the codes)."""
+    return memory.nf4_bits_per_param(double_quant=True, blocksize=blocksize, dq_blocksize=blocksize2) - 4
 
 
 def double_quant_saving_bits(blocksize: int = 64, blocksize2: int = 256) -> float:
-    return scale_overhead_bits(blocksize, 32) - double_quant_overhead_bits(blocksize, blocksize2)
+    return scale_overhead_bits(blocksize) - double_quant_overhead_bits(blocksize, blocksize2)
+
+
+def static_training_bytes(model: str, **kwargs) -> int:
+    """Weights + master copy + adapters + gradients + optimizer states of one training step (everything the
+    memory calculator counts except activations and logits, which depend on batch and sequence length)."""
+    est = memory.estimate(memory.model_spec(model), **kwargs)
+    return sum(v for k, v in est.components.items() if k not in ("activations", "logits"))
 
 
 def bits_to_gb(n_params: float, bits_per_param: float) -> float:

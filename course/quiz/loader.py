@@ -99,6 +99,15 @@ def _evaluate(x: Any) -> Any:
     return x
 
 
+def _literal(x: float | str, what: str) -> float:
+    """A number, or arithmetic on number literals such as '2**30' or '70e9' (nothing else is evaluated)."""
+    if isinstance(x, (int, float)):
+        return x
+    if not x.strip() or not all(ch in "0123456789.*/e+-()" for ch in x.replace(" ", "")):
+        raise ValueError(f"{what} {x!r} must be a number or arithmetic on numbers (e.g. '2**30')")
+    return eval(x, {"__builtins__": {}}, {})  # noqa: S307 (digits and operators only, checked above)
+
+
 def evaluate_compute(c: Compute, _raw: bool = False) -> Any:
     """Call ``c.fn(*args, **kwargs)`` (nested computes first), pick a field, divide by a unit."""
     fn = _resolve(c.fn)
@@ -108,13 +117,10 @@ def evaluate_compute(c: Compute, _raw: bool = False) -> Any:
             result = result[part] if isinstance(result, dict) else getattr(result, part)
             if callable(result):
                 result = result()
+    if c.multiply is not None:
+        result = result * _literal(c.multiply, "multiply")
     if c.divide is not None:
-        div = c.divide
-        if isinstance(div, str):          # "2**30", "1e9": a unit, written as arithmetic on literals only
-            if not all(ch in "0123456789.*e+-()" for ch in div.replace(" ", "")):
-                raise ValueError(f"divide {div!r} must be a number or arithmetic on numbers (e.g. '2**30')")
-            div = eval(div, {"__builtins__": {}}, {})  # noqa: S307 (digits and operators only, checked above)
-        result = result / div
+        result = result / _literal(c.divide, "divide")
     if _raw:
         return result
     value = float(result)

@@ -32,7 +32,8 @@ REFERENCE_PREFIXES = ("Lesson", "Seed")
 class Compute(BaseModel):
     """How a numeric answer is computed: ``fn`` (a dotted path inside ``course``), its ``args``/``kwargs``
     (a nested ``{fn: ..., args: ..., kwargs: ...}`` mapping is itself computed first), then optionally
-    ``pick`` (an attribute or key of the result, dotted) and ``divide`` (a unit conversion, e.g. 2**30)."""
+    ``pick`` (an attribute or key of the result, dotted), ``multiply`` (e.g. bytes per parameter, or a count)
+    and ``divide`` (a unit conversion, e.g. '2**30'). Both may be arithmetic on number literals only."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +41,7 @@ class Compute(BaseModel):
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
     pick: str | None = None
+    multiply: float | str | None = None
     divide: float | str | None = None
 
     @field_validator("fn")
