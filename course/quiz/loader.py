@@ -199,6 +199,12 @@ def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[Qu
             errors.append(QuizError(shown, line, None, "each item must be a mapping (id: ..., topic: ..., ...)"))
             continue
         qid = item.get("id") if isinstance(item.get("id"), str) else None
+        typed = [k for k in ("value", "source") if k in item]
+        if typed:
+            errors.append(QuizError(shown, _key_lines(node).get(typed[0], line), typed[0],
+                                    "is filled in by the loader; a numeric answer comes from 'compute', never typed",
+                                    qid))
+            continue
         try:
             q = Question.model_validate(item)
         except ValidationError as ve:
