@@ -1,0 +1,255 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # Day 1 · 4 — A memory calculator: why 70B needs eight A100s to fine-tune, and QLoRA needs one
+#
+# Seed §3.1: *"A 70B model needs ~140GB for weights, ~280GB for fp32 AdamW state, ~10–50GB for activations.
+# That's ~500GB peak — eight A100 80GBs."* And §3.3: QLoRA *"fine-tune[s] 70B on a single A100 80GB"*.
+# You build the calculator that checks both claims: weights, gradients, optimizer states, LoRA adapters,
+# activations with and without gradient checkpointing. The course ships a fuller one (`course memory`, built on
+# `course.memory`); we compare against it at the end.
+
+# %% tags=["parameters"]
+PROFILE = "tiny"
+
+# %%
+from course.notebook import setup
+
+profile = setup(PROFILE)
+
+# %%
+import math
+
+from course.memory import A100_80GB, GB, GiB
+
+print(f"1 GB = {GB:,} bytes (the seed's unit) · A100 80GB = 80 GiB = {A100_80GB:,} bytes = {A100_80GB / GB:.2f} GB")
+
+# %% [markdown]
+# ## 1. What a training step holds, per parameter
+#
+# | component | full fine-tune | LoRA | QLoRA |
+# |---|---|---|---|
+# | base weights | bf16: 2 B | bf16: 2 B (frozen) | NF4 + double-quant scales: 4.127 bits (frozen) |
+# | adapter weights | – | fp32: 4 B per LoRA param | fp32: 4 B per LoRA param |
+# | gradients | bf16: 2 B per param | fp32: 4 B per LoRA param | fp32: 4 B per LoRA param |
+# | optimizer | AdamW: two fp32 moments, 8 B per trainable param; 8-bit AdamW: 2 B + one fp32 absmax per 256 values per moment | same, per LoRA param | same |
+#
+# (Adapters are fp32 because peft up-casts them when the base is bf16; frozen weights need no gradient and no
+# optimizer state — that is the whole saving.) The per-parameter QLoRA figure is notebook 3's
+# `4 + 8/64 + 32/(64·256)` bits.
+#
+# ### Exercise 1
+# `memory_breakdown(n_params, method, n_lora=0, optimizer="adamw")` returns a dict of bytes with keys
+# `weights`, `lora`, `gradients`, `optimizer`, `total` (no activations yet), following the table. For QLoRA,
+# treat **all** `n_params` as NF4 (a simplification: real QLoRA keeps embeddings and norms in bf16).
+# `optimizer` is `"adamw"` or `"adamw_8bit"`.
+
+# %% nbgrader={"grade": false, "grade_id": "memory_breakdown", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def memory_breakdown(n_params: int, method: str, n_lora: int = 0, optimizer: str = "adamw") -> dict:
+    """Bytes of weights, LoRA adapters, gradients, optimizer states and their total for one training step."""
+    ### BEGIN SOLUTION
+    opt_per_param = {"adamw": 8, "adamw_8bit": 2 * (1 + 4 / 256)}[optimizer]
+    if method == "full":
+        out = {"weights": 2 * n_params, "lora": 0, "gradients": 2 * n_params,
+               "optimizer": math.ceil(opt_per_param * n_params)}
+    else:
+        bits = 16 if method == "lora" else 4 + 8 / 64 + 32 / (64 * 256)
+        out = {"weights": math.ceil(n_params * bits / 8), "lora": 4 * n_lora, "gradients": 4 * n_lora,
+               "optimizer": math.ceil(opt_per_param * n_lora)}
+    out["total"] = sum(out.values())
+    return out
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "memory_breakdown__full", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_m = memory_breakdown(1_000_000, "full")
+assert _m["weights"] == 2_000_000 and _m["gradients"] == 2_000_000, "bf16 weights and gradients: 2 bytes each per parameter"
+assert _m["optimizer"] == 8_000_000, "AdamW keeps two fp32 moments: 8 bytes per trainable parameter"
+assert _m["total"] == 12_000_000 and _m["lora"] == 0
+### BEGIN HIDDEN TESTS
+assert memory_breakdown(256, "full", optimizer="adamw_8bit")["optimizer"] == 2 * 256 + 8, "2 uint8 states + 2 fp32 absmax per 256"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "memory_breakdown__lora_and_qlora", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+_l = memory_breakdown(1_000_000, "lora", n_lora=10_000)
+assert _l["weights"] == 2_000_000, "LoRA keeps the frozen base in bf16"
+assert _l["lora"] == 40_000 and _l["gradients"] == 40_000 and _l["optimizer"] == 80_000, \
+    "only the 10,000 fp32 adapter parameters get gradients (4 B) and AdamW states (8 B)"
+_q = memory_breakdown(16_384, "qlora", n_lora=100)
+assert _q["weights"] == 16_384 * 4.126953125 / 8, "NF4 with double quantization: 4 + 8/64 + 32/(64·256) bits per weight"
+### BEGIN HIDDEN TESTS
+assert _q["total"] == _q["weights"] + 400 + 400 + 800
+assert memory_breakdown(1000, "lora", n_lora=256, optimizer="adamw_8bit")["optimizer"] == 2 * 256 + 8
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "memory_breakdown__agrees_with_course_memory", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+from course import memory as _M
+
+for _name in ("mistral-7b", "llama-2-70b"):
+    _spec = _M.model_spec(_name)
+    _n, _nl = _M.count_params(_spec), _M.lora_params(_spec, 16)
+    for _method, _opt in (("full", "adamw"), ("lora", "adamw"), ("lora", "adamw_8bit")):
+        _lib = _M.estimate(_spec, _method, optimizer=_opt).components
+        _me = memory_breakdown(_n, _method, n_lora=_nl, optimizer=_opt)
+        assert _me["weights"] == _lib["weights"] and _me["gradients"] == _lib["gradients"], (_name, _method)
+        assert _me["optimizer"] == _lib["optimizer_states"], f"{_name} {_method} {_opt}: optimizer bytes differ"
+    _q = _M.estimate(_spec, "qlora").components["weights"]
+    _nq = _M.projection_params(_spec)                    # the library quantizes only the block projections
+    _mine_q = memory_breakdown(_nq, "qlora")["weights"] + memory_breakdown(_n - _nq, "lora")["weights"]
+    assert _mine_q == _q, f"{_name}: NF4 projections + bf16 rest must equal the library's QLoRA weights"
+
+# %% [markdown]
+# ## 2. Activations
+#
+# Backward needs the tensors each block computed on the way forward. For one Llama block on `s` tokens × `b`
+# sequences (SDPA/flash attention, so no s×s score matrix is stored), counting elements:
+# - the attention half: norm input and output ($2h$), q, k, v ($q + 2\,kv$), q and k after RoPE ($q + kv$),
+#   the attention output ($q$), the residual sum and the second norm's input and output ($3h$):
+#   $5h + 3q + 3\,kv$;
+# - the MLP: gate, up, silu(gate) and the product fed to `down_proj`: $4\cdot\text{intermediate}$.
+#
+# So a block saves $s\,b\,(5h + 3q + 3\,kv + 4I)$ elements. Without checkpointing every block's are kept.
+# **Gradient checkpointing** keeps only each block's input ($s\,b\,h$ per block) and recomputes one block at a
+# time during backward, so the peak holds $L\,s\,b\,h$ plus one block's full set.
+#
+# ### Exercise 2
+# `activation_bytes(layers, seq, batch, hidden, intermediate, q_dim, kv_dim, checkpointing, bytes_per=2)`.
+
+# %% nbgrader={"grade": false, "grade_id": "activation_bytes", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def activation_bytes(layers, seq, batch, hidden, intermediate, q_dim, kv_dim, checkpointing=False, bytes_per=2):
+    """Bytes of saved activations for a Llama-style decoder (see the formula above)."""
+    ### BEGIN SOLUTION
+    per_layer = seq * batch * (5 * hidden + 3 * q_dim + 3 * kv_dim + 4 * intermediate)
+    if checkpointing:
+        return (layers * seq * batch * hidden + per_layer) * bytes_per
+    return layers * per_layer * bytes_per
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "activation_bytes__no_checkpointing", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert activation_bytes(1, 1, 1, 10, 20, 10, 10) == 2 * (50 + 30 + 30 + 80), "one token, one block: (5h+3q+3kv+4I) × 2 bytes"
+assert activation_bytes(4, 8, 2, 10, 20, 10, 10) == 4 * 8 * 2 * 190 * 2, "linear in layers, seq and batch"
+### BEGIN HIDDEN TESTS
+assert activation_bytes(2, 3, 1, 8, 16, 8, 2, bytes_per=4) == 2 * 3 * (40 + 24 + 6 + 64) * 4, "GQA: kv narrower than q"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "activation_bytes__checkpointing", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert activation_bytes(4, 8, 2, 10, 20, 10, 10, checkpointing=True) == (4 * 8 * 2 * 10 + 8 * 2 * 190) * 2, \
+    "checkpointing keeps each block's input (s·b·h per layer) plus one block being recomputed"
+### BEGIN HIDDEN TESTS
+from course import memory as _M
+
+for _name in ("mistral-7b", "llama-2-70b", "tiny"):
+    _s = _M.model_spec(_name)
+    for _ck in (False, True):
+        _lib = _M.estimate(_s, "lora", seq_len=512, batch=3, grad_checkpointing=_ck).components["activations"]
+        _me = activation_bytes(_s.num_layers, 512, 3, _s.hidden_size, _s.intermediate_size, _s.q_dim, _s.kv_dim, _ck)
+        assert _me == _lib, (_name, _ck, _me, _lib)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. The seed's §3.1 story, recomputed
+#
+# Llama-2-70B's config: 80 layers, hidden 8192, intermediate 28672, 64 query heads, 8 key/value heads of 128.
+# First the seed's round numbers, for a nominal 70·10⁹ parameters:
+
+# %%
+from course.memory import count_params, lora_params, model_spec
+
+N70 = 70 * 10**9
+full70 = memory_breakdown(N70, "full")
+print(f"weights bf16: {full70['weights'] / GB:.0f} GB (seed: ~140GB)")
+print(f"AdamW, two fp32 moments: {full70['optimizer'] / GB:.0f} GB — the seed's '~280GB for fp32 AdamW state' is "
+      f"ONE fp32 copy ({4 * N70 / GB:.0f} GB: one moment, or fp32 master weights) or two bf16 moments")
+print(f"gradients bf16: {full70['gradients'] / GB:.0f} GB (not in the seed's tally)")
+seed_activations = 50 * GB                                  # the top of the seed's "~10–50GB"
+seed_tally = full70["weights"] + 4 * N70 + seed_activations
+print(f"the seed's tally {full70['weights'] / GB:.0f} + {4 * N70 / GB:.0f} + {seed_activations / GB:.0f} GB "
+      f"= {seed_tally / GB:.0f} GB (its '~500GB') → at least "
+      f"{math.ceil(seed_tally / A100_80GB)} A100 80GB by memory alone; a node of eight is the seed's 'eight A100s'")
+
+# %%
+spec70 = model_spec("llama-2-70b")
+n70, nl70 = count_params(spec70), lora_params(spec70, 16)
+h, inter, L = spec70.hidden_size, spec70.intermediate_size, spec70.num_layers
+seq, bsz = 2048, 1
+
+
+def report(title, parts):
+    total = sum(parts.values())
+    body = " + ".join(f"{k} {v / GB:.1f}" for k, v in parts.items() if v)
+    print(f"{title:<38} {body} = {total / GB:7.1f} GB → {math.ceil(total / A100_80GB):>2} × A100 80GB")
+    return total
+
+
+acts = activation_bytes(L, seq, bsz, h, inter, spec70.q_dim, spec70.kv_dim)
+acts_ck = activation_bytes(L, seq, bsz, h, inter, spec70.q_dim, spec70.kv_dim, checkpointing=True)
+print(f"Llama-2-70B: {n70:,} parameters; LoRA r=16 on all seven projections: {nl70:,}")
+print(f"activations at seq {seq} × batch {bsz}: {acts / GB:.1f} GB, with gradient checkpointing {acts_ck / GB:.2f} GB\n")
+f32 = memory_breakdown(n70, "full", optimizer="adamw")
+f8 = memory_breakdown(n70, "full", optimizer="adamw_8bit")
+lo = memory_breakdown(n70, "lora", n_lora=nl70)
+ql = memory_breakdown(n70, "qlora", n_lora=nl70, optimizer="adamw_8bit")
+totals = {
+    "full FT, AdamW fp32": report("full FT, AdamW fp32 moments", {**{k: v for k, v in f32.items() if k != "total"}, "acts": acts}),
+    "full FT, 8-bit AdamW": report("full FT, 8-bit AdamW", {**{k: v for k, v in f8.items() if k != "total"}, "acts": acts}),
+    "LoRA r=16 (bf16 base)": report("LoRA r=16, bf16 base, checkpointing", {**{k: v for k, v in lo.items() if k != "total"}, "acts": acts_ck}),
+    "QLoRA r=16": report("QLoRA r=16, paged 8-bit AdamW, ckpt", {**{k: v for k, v in ql.items() if k != "total"}, "acts": acts_ck}),
+}
+
+# %% [markdown]
+# Reading the table:
+# - **Full fine-tuning** with the textbook AdamW (two fp32 moments) needs even more than the seed's "~500GB":
+#   the moments alone are 560 GB for 70·10⁹ parameters. The seed's "eight A100 80GBs" is what you get with a
+#   cheaper optimizer state (8-bit AdamW or bf16 moments) and the whole state sharded over the node (ZeRO-3/FSDP).
+# - **LoRA on a bf16 base** removes gradients and optimizer states for the frozen weights, but the bf16 weights
+#   alone (≈140 GB) still exceed one 80 GB card.
+# - **QLoRA** stores the frozen weights in ≈4.127 bits: ≈36 GB, plus a few GB of adapters, their gradients and
+#   optimizer states, plus checkpointed activations — one A100 80GB, with room for longer sequences. Paged
+#   optimizers absorb the occasional spike.
+
+# %%
+from course.plotting import plt
+
+fig, ax = plt.subplots(figsize=(7.5, 3.6))
+names = list(totals)
+ax.barh(names, [totals[n] / GB for n in names])
+ax.axvline(A100_80GB / GB, color="red", linestyle="--", label="one A100 80GB")
+ax.axvline(8 * A100_80GB / GB, color="gray", linestyle=":", label="eight A100 80GB")
+ax.set(xscale="log", xlabel="GB (log scale)", title=f"Llama-2-70B training memory, seq {seq} × batch {bsz}")
+ax.legend(loc="lower right")
+fig.tight_layout()
+
+# %% [markdown]
+# ## 4. The library calculator
+#
+# `course memory --model llama-2-70b --method qlora --grad-checkpointing` prints the same kind of table, with the
+# embeddings, norms and LM head kept in bf16 under QLoRA, and the logits counted too. It accepts any HF
+# `config.json`. The same estimate from Python:
+
+# %%
+from course.memory import estimate
+
+print(estimate(spec70, "qlora", optimizer="paged_adamw_8bit", seq_len=seq, batch=bsz, grad_checkpointing=True).table())
+print()
+lab02 = estimate(model_spec("mistral-7b"), "qlora", optimizer="paged_adamw_8bit", seq_len=1024, batch=4,
+                 grad_checkpointing=True)
+print(lab02.table())
+print(f"fits one A100 40GB: {lab02.fits(40 * GiB)} ({lab02.total / GB:.1f} GB)")
+
+# %% [markdown]
+# The second table is the seed's Lab 02 (Mistral-7B, QLoRA, batch 4 × 1024 tokens, gradient checkpointing on):
+# comfortably inside an A100 40GB. The estimate's weights for the shipped tiny model are checked against what the
+# bitsandbytes-quantized model actually holds (`tests/test_memory.py`, within 5 %).
+#
+# ## Summary
+# - Per trainable parameter, mixed-precision AdamW training costs weights + gradient + 8 B of optimizer state;
+#   freezing the base removes the last two for all but the adapter.
+# - 70B: two fp32 Adam moments are 560 GB; QLoRA's 4.127-bit weights (≈36 GB) are what make one 80 GB GPU enough.
+# - Activations scale with layers × seq × batch; gradient checkpointing trades a recompute for keeping only
+#   each block's input.
