@@ -241,3 +241,30 @@ def test_corrupt_history_does_not_break_commands(monkeypatch, capsys, home, smal
                                              "--out", str(home / "s.png")])
     assert rc == 0 and "moved aside" in err
     assert len(list(home.glob("reviews.corrupt-*.jsonl"))) == 1
+
+
+def test_drill_widget_grades_and_records(home, small_bank):
+    from course.quiz.widgets import drill_widget
+
+    bank = load_bank(small_bank)
+    qs = bank.select(["basics"], types=["mcq"]) + bank.select(["talk"])[:1]
+    box = drill_widget(qs, seed=None, record=True)
+    header, body, area, buttons, feedback = box.children
+    check, nxt = buttons.children
+    seen = []
+    for _ in range(len(qs)):
+        qid = "f-mcq" if "LoRA starts at zero" in body.value else "open"
+        seen.append(qid)
+        if qid == "f-mcq":
+            area.children[0].value = "B) B"
+            check.click()
+        else:
+            check.click()                                     # first click: show the key-point checklist
+            boxes = area.children[1].children
+            boxes[0].value = True
+            check.click()
+        assert "Model answer" in feedback.value
+        nxt.click()
+    assert sorted(seen) == ["f-mcq", "open"] and "Done" in header.value and "1.5 / 2" in header.value
+    recs = [json.loads(line) for line in (home / "reviews.jsonl").read_text().splitlines()]
+    assert sorted(r["score"] for r in recs) == [0.5, 1.0]
