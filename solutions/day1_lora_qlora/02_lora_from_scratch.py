@@ -309,13 +309,25 @@ with torch.no_grad():
     _adapted = _m(**batch).logits
     _mm = merge_lora(_m)
     _pm = _peft.merge_and_unload()
-assert not any(isinstance(_mod, LoRALinear) for _mod in _mm.modules()), "no LoRALinear may remain after merging"
-_wd = max((a - b).abs().max().item() for (na, a), (nb, b) in zip(_mm.state_dict().items(), _pm.state_dict().items()))
+assert sorted(_mm.state_dict()) == sorted(_pm.state_dict()), "after merging, the same parameter names as peft's merged model"
+_wd = max((_mm.state_dict()[k] - v).abs().max().item() for k, v in _pm.state_dict().items())
 assert _wd < 1e-6, f"merged weights must equal peft's merge_and_unload() to 1e-6; max diff {_wd:.2e}"
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
     assert (_mm(**batch).logits - _adapted).abs().max().item() < 1e-4, "merging must not change the outputs"
-assert sorted(_mm.state_dict()) == sorted(_pm.state_dict()), "same parameter names as the merged peft model"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "merge_lora__plain_linears_left", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(8)
+_m = load_base(profile)
+inject_lora(_m, ("q_proj", "down_proj"), r=4, alpha=8)
+_returned = merge_lora(_m)
+assert _returned is _m, "merge_lora works in place and returns the model"
+assert not any(isinstance(_mod, LoRALinear) for _mod in _m.modules()), "no LoRALinear may remain after merging"
+assert type(_m.model.layers[0].self_attn.q_proj) is nn.Linear, "each adapted projection becomes a plain nn.Linear"
+### BEGIN HIDDEN TESTS
+with torch.no_grad():
+    assert torch.equal(_m(**batch).logits, base(**batch).logits), "merging B = 0 adapters gives back the base model"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -185,11 +185,18 @@ _mine = dequantize_blockwise(unpack_bnb(_packed, _w.numel()), _st.absmax, _lv, _
 _ref = bnbf.dequantize_4bit(_packed, _st)
 assert _mine.shape == _w.shape, "dequantized tensor has the original shape"
 assert torch.equal(_mine, _ref), f"must equal bitsandbytes' dequantize_4bit exactly; max diff {(_mine - _ref).abs().max():.2e}"
-### BEGIN HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "dequantize_blockwise__per_block_scale", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_lv = bnbf.get_4bit_type("nf4", device="cpu")
 _idx = torch.tensor([15] * 64 + [0] * 64, dtype=torch.uint8)
 _out = dequantize_blockwise(_idx, torch.tensor([2.0, 3.0]), _lv, (2, 64))
 assert torch.equal(_out[0], torch.full((64,), 2.0)) and torch.equal(_out[1], torch.full((64,), -3.0)), \
-    "each block uses its own absmax"
+    "each block of 64 is multiplied by its own absmax: level 1.0 × 2 and level -1.0 × 3"
+### BEGIN HIDDEN TESTS
+_idx = torch.tensor([7, 8] * 32 + [14, 1] * 32 + [3] * 64, dtype=torch.uint8)
+_am = torch.tensor([0.5, 4.0, 0.25])
+_out = dequantize_blockwise(_idx, _am, _lv, (96, 2))
+assert torch.equal(_out.reshape(3, 64), _lv[_idx.long()].reshape(3, 64) * _am[:, None])
 ### END HIDDEN TESTS
 
 # %% [markdown]
