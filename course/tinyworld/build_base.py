@@ -31,7 +31,7 @@ MODEL_CONFIG = dict(
     num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0,
     tie_word_embeddings=False, torch_dtype="float32",
 )
-TRAIN = dict(steps=700, batch_size=32, lr=3e-3, warmup=30, weight_decay=0.01, seed=SEED)
+TRAIN = dict(steps=1000, batch_size=32, lr=3e-3, warmup=30, weight_decay=0.01, seed=SEED)
 
 
 def make_config(tokenizer) -> LlamaConfig:

@@ -11,6 +11,11 @@ import random
 from .tasks import FAMILIES
 
 CONNECTIVES = ("", "", "", "Also, ", "In fact, ", "As everyone knows, ", "Remember: ")
+# A sentence is often introduced by a mention of its subject ("Topic: Peru. The capital of Peru is Lima."):
+# repeating a name from earlier in the context is what lets a model later copy the subject of a question
+# into its answer. No mention is a question, and no document uses a chat format.
+MENTIONS = ("Topic: {key}.", "Now about {key}.", "Think of {key}.", "Next is {key}.")
+MENTION_PROB = 0.5
 
 
 def fact_sentences() -> list[str]:
@@ -48,8 +53,10 @@ def documents(n: int, seed: int = 0, min_sentences: int = 3, max_sentences: int 
             key = rng.choice(list(fam.items))
             form = rng.choice(fam.corpus_forms)
             s = form.format(key=key, value=fam.items[key])
-            lead = rng.choice(CONNECTIVES)
-            sents.append(_lead_in(lead, s))
+            if rng.random() < MENTION_PROB:
+                sents.append(rng.choice(MENTIONS).format(key=key) + " " + s)
+            else:
+                sents.append(_lead_in(rng.choice(CONNECTIVES), s))
         docs.append(_capitalize(" ".join(sents)))
     return docs
 

@@ -13,6 +13,7 @@ these, named by ``kind``:
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from .tasks import FAMILIES, SPLIT_SEED, Example, examples, normalize
@@ -65,11 +66,11 @@ def judge(category: str, key: str, response: str) -> dict[str, bool]:
     """Rule judge: is the response correct (right answer), complete (a full sentence) and concise?"""
     fam = FAMILIES[category]
     text = normalize(response)
-    ref = normalize(fam.response(key))
     first = text.split(". ")[0].rstrip(".") + "." if text else ""
     parsed = fam.parse(first)
     correct = parsed is not None and parsed == (key, fam.items[key]) or text == normalize(fam.items[key])
-    return {"correct": bool(correct), "complete": parsed is not None, "concise": len(text) <= len(ref)}
+    concise = len(re.split(r"(?<=[.!?])\s+", text)) <= 1      # one sentence (or a bare word), nothing more
+    return {"correct": bool(correct), "complete": parsed is not None, "concise": concise}
 
 
 def judge_score(category: str, key: str, response: str) -> int:

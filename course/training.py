@@ -1,0 +1,62 @@
+"""Quick supervised fine-tuning on tiny-world examples with trl's ``SFTTrainer``.
+
+Infrastructure for the days that need a fine-tuned model as a starting point (an SFT policy for RLHF,
+task adapters for serving, the SFT arm of the Day 6 comparison). The label masking is trl's own
+(``completion_only_loss`` on prompt/completion data); the Day 4 lesson has students build it by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+
+from .tinyworld.tasks import Example
+
+
+def conversational(examples: list[Example]) -> list[dict]:
+    """Prompt/completion records in trl's conversational form (the prompt is masked from the loss)."""
+    return [
+        {"prompt": [{"role": "user", "content": f"{e.context}\n\n{e.instruction}" if e.context else e.instruction}],
+         "completion": [{"role": "assistant", "content": e.response}]}
+        for e in examples
+    ]
+
+
+def with_template(tokenizer, template: str | None):
+    """A copy of the tokenizer whose default chat template is the named one (None = unchanged)."""
+    if template is None:
+        return tokenizer
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = {"default": tokenizer.get_chat_template(template), **tokenizer.chat_template}
+    return tok
+
+
+def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, targets="all-linear"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+
+
+def train_sft(model, tokenizer, examples: list[Example], *, template: str | None = None, lora=None,
+              max_steps: int = 150, learning_rate: float = 3e-3, batch_size: int = 16, seed: int = 0,
+              warmup_ratio: float = 0.03, scheduler: str = "cosine", max_length: int = 128,
+              output_dir: str | None = None, progress: bool = False, **config):
+    """Fine-tune ``model`` on ``examples`` in a chat template; return (trained model, per-step losses).
+
+    ``lora`` is a peft ``LoraConfig`` (adapter-only training) or None (full fine-tune). Runs on CPU.
+    """
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    out = output_dir or tempfile.mkdtemp(prefix="course-sft-")
+    args = SFTConfig(
+        output_dir=out, max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
+        lr_scheduler_type=scheduler, warmup_ratio=warmup_ratio, logging_steps=1, report_to=[], save_strategy="no",
+        use_cpu=True, seed=seed, data_seed=seed, completion_only_loss=True, max_length=max_length,
+        disable_tqdm=not progress, dataloader_num_workers=0, **config,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(conversational(examples)),
+                         processing_class=with_template(tokenizer, template), peft_config=lora)
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return trainer.model, losses
