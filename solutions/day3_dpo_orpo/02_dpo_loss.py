@@ -443,11 +443,12 @@ assert abs(_l_swapped.item() - _loss.item()) > 1e-4, "policy and reference play 
 # %%
 betas = [0.02, 0.1, 0.5, 2.0]
 delta = torch.linspace(-10, 30, 200)
-fig, axes = plt.subplots(1, 3, figsize=(14, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 plot_curves({f"β={b}": (delta.tolist(), (-F.logsigmoid(b * delta)).tolist()) for b in betas}, ax=axes[0],
             title="DPO loss vs log-ratio margin Δ", xlabel="Δ (nats)", ylabel="loss")
 plot_curves({f"β={b}": (delta.tolist(), (b * torch.sigmoid(-b * delta)).tolist()) for b in betas}, ax=axes[1],
             title="gradient weight β·σ(−βΔ)", xlabel="Δ (nats)", ylabel="weight")
+plt.show()
 
 # %% [markdown]
 # Now measured: train the same policy with trl at each β (same data, same 12 steps, same seed; learning rate
@@ -480,9 +481,10 @@ for b in betas:
 kls, margins = [sweep[b][0] for b in betas], [sweep[b][1] for b in betas]
 print("margin Δ falls as β grows:", all(x > y for x, y in zip(margins, margins[1:])),
       "· KL falls as β grows:", all(x > y for x, y in zip(kls, kls[1:])))
-axes[2].plot(betas, margins, "o-", label="held-out margin Δ (nats)")
-axes[2].set(xscale="log", xlabel="β", ylabel="Δ (nats)", title="after 12 DPO steps (trl)")
-ax2 = axes[2].twinx()
+fig, ax = plt.subplots(figsize=(6.4, 3.6))
+ax.plot(betas, margins, "o-", label="held-out margin Δ (nats)")
+ax.set(xscale="log", xlabel="β", ylabel="Δ (nats)", title="after 12 DPO steps (trl)")
+ax2 = ax.twinx()
 ax2.plot(betas, kls, "s--", color="C1", label="KL(π‖π_ref) per token")
 ax2.set_ylabel("KL (nats/token)")
 fig.legend(loc="lower right")

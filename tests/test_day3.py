@@ -1,0 +1,169 @@
+"""Day 3 (DPO and ORPO): structure of the sources and planted bugs; the reference solutions against trl on fresh
+batches, other β/λ and a different policy than the notebooks use; the toy derivation's claims.
+Full autograde + mutants: tests/test_days_autograde.py."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+
+import jupytext
+import pytest
+import torch
+import yaml
+
+from course.paths import AUTOGRADER, SOLUTIONS
+
+DAY = "day3_dpo_orpo"
+SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
+DERIVATION, DPO, ORPO = (SOLUTIONS / DAY / f"{n}.py" for n in ("01_dpo_derivation", "02_dpo_loss", "03_orpo"))
+
+
+def cells(src):
+    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
+
+
+def solution_namespace(src, grade_ids, prelude="import torch\nimport torch.nn.functional as F\n", **names):
+    """Execute the cells with these grade_ids (reference solutions, given code) into one namespace."""
+    ns: dict = dict(names)
+    exec(prelude, ns)
+    for meta, source in cells(src):
+        if meta.get("grade_id") in grade_ids:
+            exec(source, ns)
+    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
+    assert not missing, f"no cells {missing} in {src.name}"
+    return ns
+
+
+def test_three_notebooks():
+    assert [s.stem for s in SOURCES] == ["01_dpo_derivation", "02_dpo_loss", "03_orpo"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
+def test_exercises_have_split_tests_and_two_planted_bugs(src):
+    cs = cells(src)
+    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
+    assert exercises, "every notebook has at least one exercise"
+    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
+    for ex in exercises:
+        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
+    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
+    assert len(ids) == len(set(ids)), "grade_ids are unique"
+    for m, s in cs:
+        if m.get("grade"):
+            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
+    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
+    per_ex = Counter(m["exercise"] for m in mutants)
+    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
+    for ex in exercises:
+        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
+    for m in mutants:
+        for r in m["replace"]:
+            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
+
+
+# ---------------------------------------------------------------- notebook 1: the derivation's claims
+
+
+def test_closed_form_optimum_beats_random_policies_and_implies_the_reward():
+    ns = solution_namespace(DERIVATION, {"rlhf_objective", "optimal_policy", "implied_reward"})
+    g = torch.Generator().manual_seed(7)
+    pi_ref = torch.softmax(torch.randn(4, 6, generator=g, dtype=torch.float64), -1)
+    r = 3 * torch.randn(4, 6, generator=g, dtype=torch.float64)
+    for beta in (0.1, 1.0, 5.0):
+        pi_star = ns["optimal_policy"](pi_ref, r, beta)
+        J_star = ns["rlhf_objective"](pi_star, pi_ref, r, beta)
+        rand = torch.distributions.Dirichlet(torch.ones(6, dtype=torch.float64)).sample((5000, 4))
+        assert (ns["rlhf_objective"](rand, pi_ref, r, beta) <= J_star + 1e-12).all()
+        diff = r - ns["implied_reward"](pi_star, pi_ref, beta)
+        assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-9)      # r up to a per-prompt constant
+
+
+# ---------------------------------------------------------------- notebooks 2 and 3: equal to trl
+
+@pytest.fixture(scope="module")
+def tiny():
+    from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.notebook import quiet
+
+    quiet()
+    tok = load_tokenizer("tiny")
+    ref = load_base("tiny").eval()
+    policy = load_base("tiny").eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():                          # a policy that differs from the reference (no training needed)
+        for p in policy.parameters():
+            p.add_(0.02 * torch.randn(p.shape, generator=g))
+    rows = [load_preference_data()["train"][i] for i in (3, 40, 41, 42, 100)]   # other pairs than the notebooks'
+    data = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+             "chosen": [{"role": "assistant", "content": r["chosen"]}],
+             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+    return tok, ref, policy, data
+
+
+COMMON = dict(output_dir="/tmp/course_test_day3", per_device_eval_batch_size=5, bf16=False, use_cpu=True,
+              report_to=[], save_strategy="no", disable_tqdm=True)
+
+
+@pytest.mark.parametrize("beta", [0.1, pytest.param(0.5, marks=pytest.mark.slow)])
+def test_reference_dpo_equals_trl(tiny, beta):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    tok, ref, policy, data = tiny
+    policy, ref = copy.deepcopy(policy), copy.deepcopy(ref)      # trl patches forward in place
+    ds = Dataset.from_list(data)
+    trainer = DPOTrainer(model=policy, ref_model=ref, args=DPOConfig(beta=beta, **COMMON), train_dataset=ds,
+                         eval_dataset=ds, processing_class=tok)
+    expected = trainer.evaluate()
+    batch = next(iter(trainer.get_eval_dataloader()))
+    ns = solution_namespace(DPO, {"make_labels", "sequence_logprobs", "dpo_loss", "reward_metrics", "dpo_batch_loss"})
+    mine = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+            "labels": batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)}
+    with torch.no_grad():
+        loss, metrics = ns["dpo_batch_loss"](policy, ref, mine, beta)
+    assert abs(loss.item() - expected["eval_loss"]) < 1e-5
+    assert abs(loss.item() - torch.log(torch.tensor(2.0)).item()) > 1e-3, "policy must differ from the reference"
+    for k in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
+        assert abs(metrics[k] - expected["eval_" + k]) < 1e-5, k
+
+
+def test_reference_batch_builder_matches_trl_collator(tiny):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    tok, ref, policy, data = tiny
+    ds = Dataset.from_list(data)
+    trainer = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(ref), args=DPOConfig(**COMMON),
+                         train_dataset=ds, eval_dataset=ds, processing_class=tok)
+    batch = next(iter(trainer.get_eval_dataloader()))
+    from course.loading import load_preference_data
+
+    ns = solution_namespace(DPO, {"given_build_batch", "make_labels"}, tokenizer=tok, prefs=load_preference_data())
+    rows = [{"prompt": d["prompt"][0]["content"], "chosen": d["chosen"][0]["content"],
+             "rejected": d["rejected"][0]["content"]} for d in data]
+    mine = ns["build_batch"](rows)
+    labels = ns["make_labels"](mine["input_ids"], mine["attention_mask"], mine["prompt_lengths"])
+    assert torch.equal(mine["input_ids"], batch["input_ids"])
+    assert torch.equal(labels, batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100))
+
+
+@pytest.mark.parametrize("lam", [0.1, pytest.param(1.0, marks=pytest.mark.slow)])
+def test_reference_orpo_equals_trl(tiny, lam):
+    from datasets import Dataset
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    tok, _, policy, data = tiny
+    model = copy.deepcopy(policy)
+    ds = Dataset.from_list(data)
+    trainer = ORPOTrainer(model=model, args=ORPOConfig(beta=lam, remove_unused_columns=False, **COMMON),
+                          train_dataset=ds, eval_dataset=ds, processing_class=tok)
+    batch = next(iter(trainer.get_eval_dataloader()))
+    with torch.no_grad():
+        expected_loss, expected = trainer.get_batch_loss_metrics(model, batch, train_eval="eval")
+    ns = solution_namespace(ORPO, {"given_logprobs", "log_odds", "odds_ratio_loss", "orpo_loss", "orpo_batch_loss"})
+    with torch.no_grad():
+        loss, metrics = ns["orpo_batch_loss"](model, batch, lam)
+    assert abs(loss.item() - expected_loss.item()) < 1e-5
+    for k in ("nll_loss", "log_odds_ratio", "log_odds_chosen"):
+        assert abs(metrics[k] - expected["eval_" + k]) < 1e-5, k
