@@ -43,11 +43,17 @@ build: venv
 check-build: venv
 	$(BIN)/course build --check
 
+# Two pytest-xdist workers (the suite is sized for 2 cores); tests that share an expensive module fixture
+# carry @pytest.mark.xdist_group so --dist loadgroup keeps them on one worker.
+PYTEST_JOBS ?= 2
+PYTEST_XDIST = -n $(PYTEST_JOBS) --dist loadgroup
+
 test: venv
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
 test-fast: venv
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
 
 clean:
-	rm -rf build autograder/gradebook.db autograder/build .pytest_cache
+	rm -rf build autograder/gradebook.db autograder/build autograder/source autograder/release \
+		autograder/submitted autograder/autograded autograder/feedback autograder/grades.csv .pytest_cache

@@ -146,6 +146,8 @@ def test_start_never_overwrites_and_check_reports_per_exercise(built):
 
 
 # ------------------------------------------------------------------ class grading (real nbgrader autograde)
+# One class is graded once (module fixture); keep its tests on one xdist worker.
+grading = pytest.mark.xdist_group("sample_class_grading")
 @pytest.mark.slow
 def test_sample_reference_full_marks_blank_zero(built, tmp_path):
     layout = Layout(built.solutions, built.lessons, tmp_path / "autograder", tmp_path / "ws")
@@ -158,6 +160,10 @@ def _with(nb, **sources):
         if grade_id(c) in sources:
             c.source = sources[grade_id(c)]
     return nb
+
+
+def _source(nb, gid):
+    return next(c.source for c in nb.cells if grade_id(c) == gid)
 
 
 def _without(nb, *ids):
@@ -186,7 +192,8 @@ def make_class(root: Path) -> Path:
         "alice_ref": (ref1, ref2),
         "bob_partial": (_with(ref1, masked_mean=wrong_mask), None),
         "carol_loop": (_with(ref1, lora_scale="def lora_scale(alpha, r):\n    while True:\n        pass\n"), ref2),
-        "dave_import": (_with(ref1, given_data="import not_a_real_module\n" + ref1.cells[2].source), ref2),
+        "dave_import": (_with(ref1, masked_mean="import not_a_real_module\n" + _source(ref1, "masked_mean")), ref2),
+        "dave_edits_locked": (_with(ref1, given_data="import not_a_real_module\n"), ref2),
         "erin_kernel_dies": (_with(ref1, lora_scale="import os\nos._exit(1)\n"), ref2),
         "frank_deleted": (_without(_with(ref1, lora_scale=wrong_scale), "lora_scale__seed_example",
                                    "lora_scale__is_float"), ref2),
@@ -218,6 +225,7 @@ def graded(built, tmp_path_factory):
 
 
 @pytest.mark.slow
+@grading
 def test_good_and_partial_students_are_graded(graded):
     _, _, report, rows = graded
     assert rows["alice_ref"]["score"] == "7" and rows["alice_ref"]["status"] == "graded"
@@ -226,23 +234,28 @@ def test_good_and_partial_students_are_graded(graded):
 
 
 @pytest.mark.slow
+@grading
 def test_infinite_loop_costs_only_that_exercise(graded):
     row = graded[3]["carol_loop"]
     assert (row["status"], row["lora_scale"], row["masked_mean"], row["softmax"]) == ("graded", "0", "3", "2")
 
 
 @pytest.mark.slow
+@grading
 def test_crash_at_import(graded):
     rows = graded[3]
-    # a missing module fails its own cell only; the rest of the notebook is graded
-    assert rows["dave_import"]["status"] == "graded"
-    assert rows["dave_import"]["score"] == "7" or rows["dave_import"]["masked_mean"] == "0"
+    # a missing module fails its own cell (masked_mean stays undefined); the rest of the notebook is graded
+    assert (rows["dave_import"]["status"], rows["dave_import"]["lora_scale"], rows["dave_import"]["masked_mean"],
+            rows["dave_import"]["softmax"]) == ("graded", "2", "0", "2")
+    # the same import typed into a read-only cell is undone: nbgrader restores locked cells from the gradebook
+    assert rows["dave_edits_locked"]["score"] == "7"
     # a kernel that dies is reported for that student, with zero points
     assert rows["erin_kernel_dies"]["status"] == "error" and rows["erin_kernel_dies"]["score"] == "0"
     assert "kernel died" in rows["erin_kernel_dies"]["message"]
 
 
 @pytest.mark.slow
+@grading
 def test_deleted_and_edited_test_cells_are_restored(graded):
     layout, _, _, rows = graded
     assert rows["frank_deleted"]["lora_scale"] == "0" and rows["frank_deleted"]["masked_mean"] == "3"
@@ -254,6 +267,7 @@ def test_deleted_and_edited_test_cells_are_restored(graded):
 
 
 @pytest.mark.slow
+@grading
 def test_files_that_are_not_notebooks_are_reported(graded):
     rows = graded[3]
     assert rows["jack_not_json"]["status"] == "error" and "invalid JSON" in rows["jack_not_json"]["message"]
@@ -261,6 +275,7 @@ def test_files_that_are_not_notebooks_are_reported(graded):
 
 
 @pytest.mark.slow
+@grading
 def test_huge_outputs_are_cut(graded):
     layout, _, _, rows = graded
     assert rows["hugo_huge"]["score"] == "7"
@@ -270,6 +285,7 @@ def test_huge_outputs_are_cut(graded):
 
 
 @pytest.mark.slow
+@grading
 def test_a_correct_solution_that_warns_on_stderr_gets_full_marks(graded, built):
     from nbgrader.utils import determine_grade
 
@@ -287,6 +303,7 @@ def test_a_correct_solution_that_warns_on_stderr_gets_full_marks(graded, built):
 
 
 @pytest.mark.slow
+@grading
 def test_feedback_has_no_hidden_tests(graded):
     layout, _, report, _ = graded
     leaks = hidden_lines(Layout.under(Path("/nonexistent"), solutions=SAMPLE / "solutions"), DAY)
@@ -302,6 +319,7 @@ def test_feedback_has_no_hidden_tests(graded):
 
 
 @pytest.mark.slow
+@grading
 def test_regrading_is_idempotent_and_sequential_equals_parallel(graded):
     layout, klass, report, rows = graded
     first = report.csv_path.read_text()
