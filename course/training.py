@@ -51,12 +51,17 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
     out = output_dir or tempfile.mkdtemp(prefix="course-sft-")
     args = SFTConfig(
         output_dir=out, max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
-        lr_scheduler_type=scheduler, warmup_ratio=warmup_ratio, logging_steps=1, report_to=[], save_strategy="no",
+        lr_scheduler_type=scheduler, warmup_steps=warmup_ratio,  # transformers 5: a float < 1 is a ratio
+        logging_steps=1, report_to=[], save_strategy="no",
         use_cpu=True, seed=seed, data_seed=seed, completion_only_loss=True, max_length=max_length,
         disable_tqdm=not progress, dataloader_num_workers=0, **config,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(conversational(examples)),
                          processing_class=with_template(tokenizer, template), peft_config=lora)
+    if not progress:                     # with tqdm disabled, transformers prints every log dict to stdout
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return trainer.model, losses
