@@ -330,3 +330,24 @@ def test_regrading_is_idempotent_and_sequential_equals_parallel(graded):
     with Gradebook(f"sqlite:///{layout.autograder / 'gradebook.db'}") as gb:
         assert len(gb.students) == len([r for r in rows.values() if r["status"] == "graded" or r["student"].startswith("erin")])
         assert len(gb.find_assignment(DAY).submissions) == len(gb.students)
+
+
+# ------------------------------------------------------------------ the command line
+def test_cli_start_check_records_progress(built, tmp_path, monkeypatch, capsys):
+    from course import paths, progress
+    from course.cli import main
+
+    monkeypatch.setattr(paths, "SOLUTIONS", built.solutions)
+    monkeypatch.setattr(paths, "LESSONS", built.lessons)
+    monkeypatch.setattr(paths, "WORKSPACE", tmp_path / "ws")
+    assert main(["start", "day0"]) == 0
+    nb = tmp_path / "ws" / DAY / "02_softmax.ipynb"
+    assert nb.exists()
+    assert main(["check", str(nb), "--timeout", "30"]) == 1          # nothing written yet: checks fail
+    out = capsys.readouterr().out
+    assert "0/2 checks pass" in out and "softmax__sums_to_one: NotImplementedError" in out
+    assert progress.load(tmp_path / "ws")[f"{DAY}/02_softmax.ipynb"] | {"at": None} == {"passed": 0, "total": 2, "at": None}
+    assert main(["check", str(SAMPLE / "solutions" / DAY / "02_softmax.py")]) == 0   # the reference passes all
+    assert main(["build", "--check"]) == 0
+    assert main(["mutants", "day0", "--notebook", "02_softmax", "--timeout", "30"]) == 1   # no mutants dir here
+    assert "does not exist" in capsys.readouterr().out

@@ -40,8 +40,9 @@ class CheckReport:
         return not (self.stale or self.missing or self.extra)
 
 
-def generate(layout: Layout, day: str, root: Path | None = None) -> dict[str, str]:
-    """Run steps 1–2 for one day into the nbgrader root; return the lesson files ``{name: text}`` (step 3's input)."""
+def generate(layout: Layout, day: str, root: Path | None = None, db: bool = True) -> dict[str, str]:
+    """Run steps 1–2 for one day into the nbgrader root; return the lesson files ``{name: text}`` (step 3's input).
+    ``db=False`` leaves the gradebook out (nbgrader's ``--no-db``): same student version, no database."""
     root = Path(root or layout.autograder)
     sources = layout.sources(day)
     if not sources:
@@ -56,7 +57,7 @@ def generate(layout: Layout, day: str, root: Path | None = None) -> dict[str, st
         except Exception as e:
             raise BuildError(f"{p}: cannot read as a jupytext percent notebook: {e}") from e
         (src_dir / f"{p.stem}.ipynb").write_text(dumps(nb), encoding="utf-8")
-    result = api(root).generate_assignment(day, force=True, create=True)
+    result = api(root, db=db).generate_assignment(day, force=True, create=True)
     if not result.get("success"):
         raise BuildError(f"nbgrader generate_assignment failed for {day}:\n{result.get('log', '')}\n{result.get('error', '')}")
     out: dict[str, str] = {}
@@ -105,7 +106,7 @@ def check(layout: Layout | None = None, days: list[str] | None = None) -> CheckR
     rel = lambda p: str(p.relative_to(layout.lessons.parent))  # noqa: E731
     with tempfile.TemporaryDirectory(prefix="course-build-check-") as tmp:
         for day in days:
-            files = generate(layout, day, root=Path(tmp))
+            files = generate(layout, day, root=Path(tmp), db=False)
             dest = layout.lessons / day
             for name, text in files.items():
                 target = dest / name

@@ -109,16 +109,36 @@ def ensure_tools_on_path() -> None:
         os.environ["PATH"] = bindir + os.pathsep + os.environ.get("PATH", "")
 
 
-def api(root: Path, timeout: int | None = None):
-    """An in-process ``NbGraderAPI`` on ``root`` (quiet: its log goes into each call's result)."""
+def _cache_alembic_head() -> None:
+    """nbgrader asks a fresh ``alembic`` subprocess for the schema head each time it creates a gradebook (seconds
+    on a busy machine); the answer is fixed for the installed nbgrader, so ask once per process."""
+    import functools
+
+    import nbgrader.api as nbapi
+
+    if not hasattr(nbapi.get_alembic_version, "cache_info"):
+        nbapi.get_alembic_version = functools.lru_cache(maxsize=1)(nbapi.get_alembic_version)
+
+
+def api(root: Path, timeout: int | None = None, db: bool = True):
+    """An in-process ``NbGraderAPI`` on ``root`` (quiet: its log goes into each call's result). ``db=False``:
+    ``generate_assignment`` leaves the gradebook alone (``--no-db``), as ``course build --check`` needs."""
     import logging
 
     ensure_tools_on_path()
+    _cache_alembic_head()
 
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
 
     config = nbgrader_config(root, timeout)
+    if not db:
+        from nbgrader.converters import GenerateAssignment
+        from nbgrader.preprocessors import SaveCells
+
+        config.GenerateAssignment.no_database = True
+        config.GenerateAssignment.preprocessors = [
+            p for p in GenerateAssignment().preprocessors if p is not SaveCells]
     coursedir = CourseDirectory(config=config)
     a = NbGraderAPI(coursedir=coursedir, config=config)
     a.log.setLevel(logging.WARNING)
