@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 LAB_ARGS ?=
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -30,12 +31,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lab-setup: venv
-	$(BIN)/jupyter server extension enable --sys-prefix nbgrader >/dev/null 2>&1 || true
-	$(BIN)/jupyter labextension enable --level=sys_prefix nbgrader >/dev/null 2>&1 || true
+	@# nbgrader's server extensions are enabled by its install (etc/jupyter/jupyter_server_config.d/nbgrader.json);
+	@# its JupyterLab extensions (assignments, formgrader, create/validate assignment) are enabled here.
+	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 
 lab: lab-setup
-	cd lessons && ../$(BIN)/jupyter lab --port=$(PORT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=lessons --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
 build: venv
 	$(BIN)/course build
