@@ -1,0 +1,66 @@
+"""Execute every reference notebook (solutions/<day>/*.py) on the tiny profile and print its wall time.
+
+    python benchmarks/notebook_times.py [day1 day3 ...] [--threads 1]
+
+Each notebook runs top to bottom in a fresh kernel (nbclient), as a student's `Run All` would; the table
+is what the README's "measured times on CPU" quotes. Times depend on the machine and its load: the
+script prints both, so a figure is never quoted without them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from course.authoring.cells import read_source  # noqa: E402
+from course.authoring.execution import kernel_env  # noqa: E402
+
+
+def run(path: Path, threads: int, timeout: int) -> tuple[float, str]:
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = read_source(path)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    env = kernel_env(threads)
+    t0 = time.perf_counter()
+    try:
+        client.execute(env=env)
+        status = "ok"
+    except CellExecutionError as e:
+        status = "error: " + str(e).strip().splitlines()[-1][:80]
+    return time.perf_counter() - t0, status
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("days", nargs="*", help="day folders or prefixes (default: all)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--timeout", type=int, default=600)
+    args = ap.parse_args()
+    sources = sorted(p for p in (ROOT / "solutions").glob("day*/*.py")
+                     if not args.days or any(p.parent.name.startswith(d) for d in args.days))
+    load = os.getloadavg()[0]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at start; "
+          f"{args.threads} torch thread(s) per kernel\n")
+    print(f"{'notebook':<52} {'seconds':>8}  status")
+    total = 0.0
+    for p in sources:
+        secs, status = run(p, args.threads, args.timeout)
+        total += secs
+        print(f"{str(p.relative_to(ROOT / 'solutions')):<52} {secs:>8.1f}  {status}", flush=True)
+    print(f"{'total':<52} {total:>8.1f}")
+    print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
