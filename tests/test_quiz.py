@@ -36,7 +36,9 @@ SEED_12 = [
 SEED_TOPICS = ["sft_data", "templates", "hyperparameters", "lora", "lora_rank_alpha", "qlora", "peft_other",
                "memory", "rlhf", "dpo", "orpo", "constitutional_ai", "rejection_sampling", "when_to_finetune",
                "serving_adapters"]
-CALCULATORS = ("course.memory.", "course.quiz.calc.")
+# Where a numeric answer may come from: the memory calculator, the quiz helpers, and the worked examples kept
+# outside the package (quizzes/worked_examples.py) because they are also lesson answers.
+CALCULATORS = ("course.memory.", "course.quiz.calc.", "worked_examples.")
 
 
 @pytest.fixture(scope="module")
@@ -172,10 +174,27 @@ def test_numeric_needs_compute_and_rejects_typed_value(tmp_path):
     missing = base.replace("  unit: parameters\n", "  unit: p\n  compute: {fn: course.quiz.calc.no_such}\n")
     (e,) = _errors(_write(tmp_path, "x.yaml", missing))
     assert e.field == "compute" and "no_such" in e.message and e.line == 7
+    for fn in ("worked_examples.no_such", "worked_examples.math", "worked_examples._private"):
+        bad = base.replace("  unit: parameters\n", f"  unit: p\n  compute: {{fn: {fn}, args: [1]}}\n")
+        (e,) = _errors(_write(tmp_path, "x.yaml", bad))
+        assert e.field.startswith("compute") and fn.split(".")[1] in e.message and e.line == 7, (fn, e)
+    nested = base.replace("  unit: parameters\n", "  unit: p\n  compute: {fn: worked_examples.sub.thing}\n")
+    (e,) = _errors(_write(tmp_path, "x.yaml", nested))
+    assert e.field.startswith("compute")
     ok = base.replace("  unit: parameters\n",
-                      "  unit: p\n  compute: {fn: course.quiz.calc.lora_matrix_params, kwargs: {d: 10, k: 3, r: 2}}\n")
+                      "  unit: p\n  compute: {fn: worked_examples.lora_matrix_params, kwargs: {d: 10, k: 3, r: 2}}\n")
     qs, errs = load_file(_write(tmp_path, "x.yaml", ok))
     assert not errs and qs[0].value == 26
+
+
+def test_worked_examples_live_outside_the_package(bank):
+    """Formulas that are lesson answers are loaded from quizzes/worked_examples.py, never imported from course."""
+    used = {q.compute.fn.split(".", 1)[1] for q in bank.select(types=["numeric"])
+            if q.compute.fn.startswith("worked_examples.")}
+    assert {"lora_matrix_params", "lora_scaling", "dpo_loss", "orpo_ratio_loss"} <= used
+    from course.quiz import calc
+    for name in used:
+        assert not hasattr(calc, name), f"course.quiz.calc.{name} is a lesson answer; keep it in worked_examples"
 
 
 def test_topic_must_match_file(tmp_path):
@@ -227,7 +246,7 @@ def test_grade_multi_partial_credit():
 
 def test_grade_numeric_formats_and_tolerance():
     q = _q(type="numeric", unit="parameters",
-           compute={"fn": "course.quiz.calc.lora_matrix_params", "kwargs": {"d": 4096, "k": 4096, "r": 16}})
+           compute={"fn": "worked_examples.lora_matrix_params", "kwargs": {"d": 4096, "k": 4096, "r": 16}})
     q.value = evaluate_compute(q.compute)
     for ok in ("131072", "131,072", "131_072", "1.31072e5", "131.072k", "0.131072M"):
         assert grade(q, ok).correct, ok

@@ -42,7 +42,7 @@ BANK = """\
   difficulty: 1
   type: numeric
   prompt: LoRA parameters of a rank-2 adapter on a 10×3 weight?
-  compute: {{fn: course.quiz.calc.lora_matrix_params, kwargs: {{d: 10, k: 3, r: 2}}}}
+  compute: {{fn: worked_examples.lora_matrix_params, kwargs: {{d: 10, k: 3, r: 2}}}}
   unit: parameters
   model_answer: "{{value}} = r·(d + k) = 2 × 13."
   key_points: [r(d+k)]

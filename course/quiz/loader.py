@@ -1,12 +1,17 @@
 """Load and validate the question bank (``quizzes/*.yaml``), with errors that name file, line and field.
 
 Every numeric question's value is computed here, by calling the ``compute`` function it names (the
-course's memory calculator or a small helper in ``course.quiz.calc``) — no answer is typed by hand.
+course's memory calculator, a small helper in ``course.quiz.calc``, or ``worked_examples.<name>``: a function
+of ``quizzes/worked_examples.py``, kept outside the package because it is also a lesson's answer) — no answer
+is typed by hand.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,8 +82,29 @@ class Bank:
 
 
 # ---- computing numeric answers ------------------------------------------------------------------------
+WORKED_EXAMPLES = "worked_examples"
+
+
+@functools.lru_cache(maxsize=None)
+def _worked_examples(path: Path):
+    """``quizzes/worked_examples.py`` loaded by file path (it is not part of the importable package)."""
+    if not path.is_file():
+        raise ValueError(f"cannot load {WORKED_EXAMPLES}: {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"_course_quiz_{WORKED_EXAMPLES}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def _resolve(path: str):
     mod_name, _, attr = path.rpartition(".")
+    if mod_name == WORKED_EXAMPLES:
+        mod = _worked_examples(paths.QUIZZES / f"{WORKED_EXAMPLES}.py")
+        fn = getattr(mod, attr, None)
+        # only the file's own public functions, not what it imports (e.g. worked_examples.math)
+        if attr.startswith("_") or not inspect.isfunction(fn) or fn.__module__ != mod.__name__:
+            raise ValueError(f"{WORKED_EXAMPLES} ({mod.__file__}) has no function {attr!r}")
+        return fn
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as e:

@@ -30,7 +30,8 @@ REFERENCE_PREFIXES = ("Lesson", "Seed")
 
 
 class Compute(BaseModel):
-    """How a numeric answer is computed: ``fn`` (a dotted path inside ``course``), its ``args``/``kwargs``
+    """How a numeric answer is computed: ``fn`` (a dotted path inside ``course``, or ``worked_examples.<name>``
+    for a function of ``quizzes/worked_examples.py``), its ``args``/``kwargs``
     (a nested ``{fn: ..., args: ..., kwargs: ...}`` mapping is itself computed first), then optionally
     ``pick`` (an attribute or key of the result, dotted), ``multiply`` (e.g. bytes per parameter, or a count)
     and ``divide`` (a unit conversion, e.g. '2**30'). Both may be arithmetic on number literals only."""
@@ -47,8 +48,10 @@ class Compute(BaseModel):
     @field_validator("fn")
     @classmethod
     def _inside_course(cls, v: str) -> str:
-        if not re.fullmatch(r"course(\.[A-Za-z_][A-Za-z0-9_]*)+", v):
-            raise ValueError(f"compute.fn must be a dotted path inside the course package, got {v!r}")
+        if not (re.fullmatch(r"course(\.[A-Za-z_][A-Za-z0-9_]*)+", v)
+                or re.fullmatch(r"worked_examples\.[A-Za-z][A-Za-z0-9_]*", v)):
+            raise ValueError("compute.fn must be a dotted path inside the course package or "
+                             f"worked_examples.<name> (quizzes/worked_examples.py), got {v!r}")
         return v
 
 
