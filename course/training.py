@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import tempfile
 
+import torch
+
 from .tinyworld.tasks import Example
 
 
@@ -49,6 +51,9 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
     from trl import SFTConfig, SFTTrainer
 
     out = output_dir or tempfile.mkdtemp(prefix="course-sft-")
+    # trl's SFTConfig defaults to bf16=True, which on a CPU trains a float32 model under bf16 autocast; follow the
+    # model's own dtype instead (the tiny profile is float32, the a100 profile loads bf16)
+    config.setdefault("bf16", next(model.parameters()).dtype == torch.bfloat16)
     args = SFTConfig(
         output_dir=out, max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         lr_scheduler_type=scheduler, warmup_steps=warmup_ratio,  # transformers 5: a float < 1 is a ratio
@@ -64,4 +69,9 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
         trainer.remove_callback(PrinterCallback)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return trainer.model, losses
+    # accelerate wraps forward in autocast for mixed precision; hand back the plain model, which computes exactly
+    # what it computes after save_pretrained / from_pretrained
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    model.eval()
+    model.config.use_cache = True        # trl turns the KV cache off for training; generation wants it back
+    return model, losses
