@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -32,11 +33,18 @@ def sample_layout(tmp: Path) -> Layout:
     return Layout.under(tmp, solutions=SAMPLE / "solutions")
 
 
+# pytest-xdist may tear module fixtures down between tests of one worker; these two are expensive, so they are
+# computed once per process and kept here (their folders live in the session's temporary directory).
+_ONCE: dict = {}
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Layout:
-    layout = sample_layout(tmp_path_factory.mktemp("course"))
-    build.build(layout, log=lambda *a: None)
-    return layout
+    if "built" not in _ONCE:
+        layout = sample_layout(tmp_path_factory.mktemp("course"))
+        build.build(layout, log=lambda *a: None)
+        _ONCE["built"] = layout
+    return _ONCE["built"]
 
 
 # ------------------------------------------------------------------ cells and build
@@ -146,7 +154,7 @@ def test_start_never_overwrites_and_check_reports_per_exercise(built):
 
 
 # ------------------------------------------------------------------ class grading (real nbgrader autograde)
-# One class is graded once (module fixture); keep its tests on one xdist worker.
+# One class is graded once per session (see the `graded` fixture).
 grading = pytest.mark.xdist_group("sample_class_grading")
 @pytest.mark.slow
 def test_sample_reference_full_marks_blank_zero(built, tmp_path):
@@ -215,8 +223,31 @@ def make_class(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def graded(built, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("grading")
+def graded(tmp_path_factory):
+    """The class is graded once per test session, even across pytest-xdist workers (a file lock in the
+    session's shared temporary directory; the first worker grades, the others read its results)."""
+    if "graded" not in _ONCE:
+        import fcntl
+        import pickle
+
+        shared = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER"):
+            shared = shared.parent
+        tmp = shared / "sample_class_grading"
+        with open(shared / "sample_class_grading.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = tmp / "result.pickle"
+            if not done.exists():
+                tmp.mkdir(exist_ok=True)
+                layout = sample_layout(tmp)
+                build.build(layout, log=lambda *a: None)
+                result = _grade_class(layout, tmp)
+                done.write_bytes(pickle.dumps(result))
+            _ONCE["graded"] = pickle.loads(done.read_bytes())
+    return _ONCE["graded"]
+
+
+def _grade_class(built, tmp):
     layout = Layout(built.solutions, built.lessons, tmp / "autograder", tmp / "ws")
     klass = make_class(tmp)
     report = grade_class(layout, DAY, klass, jobs=2, timeout=TIMEOUT, progress=False)
@@ -286,7 +317,7 @@ def test_huge_outputs_are_cut(graded):
 
 @pytest.mark.slow
 @grading
-def test_a_correct_solution_that_warns_on_stderr_gets_full_marks(graded, built):
+def test_a_correct_solution_that_warns_on_stderr_gets_full_marks(graded):
     from nbgrader.utils import determine_grade
 
     layout, klass, _, rows = graded
@@ -351,3 +382,23 @@ def test_cli_start_check_records_progress(built, tmp_path, monkeypatch, capsys):
     assert main(["build", "--check"]) == 0
     assert main(["mutants", "day0", "--notebook", "02_softmax", "--timeout", "30"]) == 1   # no mutants dir here
     assert "does not exist" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_cli_grade_flat_folder(built, tmp_path, monkeypatch, capsys):
+    """`course grade` on a flat folder of <student>.ipynb: a multi-notebook day's file is recognised by its cells."""
+    from course import paths
+    from course.cli import main
+
+    monkeypatch.setattr(paths, "SOLUTIONS", built.solutions)
+    monkeypatch.setattr(paths, "LESSONS", built.lessons)
+    monkeypatch.setattr(paths, "AUTOGRADER", tmp_path / "autograder")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "zoe.ipynb").write_text(dumps(read_source(SAMPLE / "solutions" / DAY / "02_softmax.py")))
+    (flat / "notes.txt").write_text("not a submission")
+    assert main(["grade", "day0", str(flat), "--timeout", str(TIMEOUT), "--no-feedback"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped notes.txt" in out
+    rows = {r["student"]: r for r in csv.DictReader((tmp_path / "autograder" / "grades.csv").open())}
+    assert (rows["zoe"]["softmax"], rows["zoe"]["lora_scale"], rows["zoe"]["score"]) == ("2", "0", "2")
