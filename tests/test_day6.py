@@ -1,0 +1,170 @@
+"""Day 6 (alignment lab): structure of the sources and planted bugs; the reference DPO loop against trl's
+DPOTrainer on other data, β and batch size than the notebook; best-of-n and its cost against brute force; win-rate
+against the tiny world's `prefers`. Full autograde + mutants: tests/test_days_autograde.py."""
+
+from __future__ import annotations
+
+import copy
+from collections import Counter
+
+import jupytext
+import pytest
+import torch
+import yaml
+
+from course.paths import AUTOGRADER, SOLUTIONS
+
+DAY = "day6_alignment_lab"
+SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
+LOOP, BON = (SOLUTIONS / DAY / f"{n}.py" for n in ("01_dpo_loop_and_comparison", "02_best_of_n"))
+PRELUDE = "import copy\nimport torch\nimport torch.nn.functional as F\n"
+
+
+def cells(src):
+    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
+
+
+def solution_namespace(src, grade_ids, **names):
+    """Execute the cells with these grade_ids (reference solutions, given code) into one namespace."""
+    ns: dict = dict(names)
+    exec(PRELUDE, ns)
+    for meta, source in cells(src):
+        if meta.get("grade_id") in grade_ids:
+            exec(source, ns)
+    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
+    assert not missing, f"no cells {missing} in {src.name}"
+    return ns
+
+
+def test_notebooks():
+    assert [s.stem for s in SOURCES][:2] == ["01_dpo_loop_and_comparison", "02_best_of_n"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
+def test_exercises_have_split_tests_and_two_planted_bugs(src):
+    cs = cells(src)
+    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
+    assert exercises, "every notebook has at least one exercise"
+    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
+    for ex in exercises:
+        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
+    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
+    assert len(ids) == len(set(ids)), "grade_ids are unique"
+    for m, s in cs:
+        if m.get("grade"):
+            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
+    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
+    per_ex = Counter(m["exercise"] for m in mutants)
+    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
+    for ex in exercises:
+        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
+    for m in mutants:
+        for r in m["replace"]:
+            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
+
+
+def test_no_hand_typed_results_in_markdown():
+    """The lessons' prose states no measured figure: every number of a result is printed by a cell."""
+    import re
+
+    for src in SOURCES:
+        for c in jupytext.read(src).cells:
+            if c.cell_type == "markdown":
+                assert not re.search(r"\d+\.\d+\s*%|\b0\.\d{3,}\b", c.source), f"{src.name}: a typed result in prose"
+
+
+# ---------------------------------------------------------------- notebook 1: the loop equals trl
+
+@pytest.fixture(scope="module")
+def tiny():
+    from course.loading import load_base, load_tokenizer
+    from course.notebook import quiet
+
+    quiet()
+    tok = load_tokenizer("tiny")
+    policy = load_base("tiny").eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():                     # a starting policy that is not the shipped base
+        for p in policy.parameters():
+            p.add_(0.01 * torch.randn(p.shape, generator=g))
+    return tok, policy
+
+
+def test_reference_win_rate_matches_tinyworld_prefers():
+    from course.tinyworld import preferences as P
+
+    ns = solution_namespace(LOOP, {"win_rate"})
+    rows = P.preferences("heldout")[:60]
+    a = [r.chosen if i % 3 else r.rejected for i, r in enumerate(rows)]
+    b = [r.rejected if i % 2 else r.chosen for i, r in enumerate(rows)]
+    sa = torch.tensor([P.judge_score(r.category, r.key, x) for r, x in zip(rows, a)])
+    sb = torch.tensor([P.judge_score(r.category, r.key, x) for r, x in zip(rows, b)])
+    expected = sum(P.prefers(r.category, r.key, x, y) for r, x, y in zip(rows, a, b)) / len(rows)
+    assert abs(ns["win_rate"](sa, sb) - expected) < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("beta,batch_size", [(0.5, 4)])
+def test_reference_dpo_loop_equals_trl(tiny, beta, batch_size):
+    from datasets import Dataset
+    from transformers import PrinterCallback
+    from trl import DPOConfig, DPOTrainer
+
+    from course.tinyworld import preferences as P
+
+    tok, policy = tiny
+    pairs = P.preferences("heldout")                  # other pairs than the notebook's
+    ns = solution_namespace(LOOP, {"given_day3_pieces", "dpo_step", "dpo_train"}, tokenizer=tok, train_prefs=pairs)
+    steps, lr, seed = 5, 2e-4, 7
+    mine = ns["dpo_train"](copy.deepcopy(policy), pairs, steps, beta=beta, lr=lr, batch_size=batch_size, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    order = [i for _ in range(steps) for i in torch.randint(len(pairs), (batch_size,), generator=g).tolist()]
+    ds = Dataset.from_list([{"prompt": [{"role": "user", "content": pairs[i].prompt}],
+                             "chosen": [{"role": "assistant", "content": pairs[i].chosen}],
+                             "rejected": [{"role": "assistant", "content": pairs[i].rejected}]} for i in order])
+    trainer = DPOTrainer(model=copy.deepcopy(policy), ref_model=copy.deepcopy(policy), train_dataset=ds,
+                         processing_class=tok, args=DPOConfig(
+                             output_dir="/tmp/course_test_day6", beta=beta, learning_rate=lr, max_steps=steps,
+                             per_device_train_batch_size=batch_size, lr_scheduler_type="constant", weight_decay=0.0,
+                             max_grad_norm=0.0, train_sampling_strategy="sequential", bf16=False, use_cpu=True,
+                             report_to=[], save_strategy="no", logging_steps=1, disable_tqdm=True, seed=0))
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    trl_losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    trl_acc = [h["rewards/accuracies"] for h in trainer.state.log_history if "rewards/accuracies" in h]
+    assert len(trl_losses) == steps
+    assert max(abs(a - b) for a, b in zip(mine["loss"], trl_losses)) < 1e-4
+    assert max(abs(a - b) for a, b in zip(mine["accuracy"], trl_acc)) < 1e-6
+    assert mine["loss"][-1] < mine["loss"][0]
+
+
+def test_reference_summarize_against_statistics():
+    import statistics
+
+    ns = solution_namespace(LOOP, {"summarize"})
+    g = torch.Generator().manual_seed(0)
+    vals = torch.rand(3, 4, generator=g).tolist()
+    res = {(m, s): {"x": vals[i][s]} for i, m in enumerate("abc") for s in range(4)}
+    out = ns["summarize"](res, "abc", range(4), "x")
+    for i, m in enumerate("abc"):
+        assert abs(out[m][0] - statistics.mean(vals[i])) < 1e-9
+        assert abs(out[m][1] - statistics.stdev(vals[i])) < 1e-9
+
+
+# ---------------------------------------------------------------- notebook 2: best-of-n
+
+def test_reference_best_of_n_and_cost_against_brute_force():
+    ns = solution_namespace(BON, {"best_of_n", "forward_passes"})
+    g = torch.Generator().manual_seed(5)
+    rewards = torch.randn(20, 16, generator=g)
+    lengths = torch.randint(1, 30, (20, 16), generator=g)
+    for n in (1, 2, 4, 16):
+        idx = ns["best_of_n"](rewards, n)
+        for p in range(20):
+            assert rewards[p, idx[p]] == max(rewards[p, :n].tolist())
+        cost = ns["forward_passes"](lengths, n)
+        assert cost["reward_model"] == 20 * n
+        assert cost["policy"] == sum(int(lengths[p, k]) + 1 for p in range(20) for k in range(n))
+    # nested: the best of 16 is never worse than the best of 4
+    best = {n: rewards[torch.arange(20), ns["best_of_n"](rewards, n)] for n in (1, 4, 16)}
+    assert (best[16] >= best[4]).all() and (best[4] >= best[1]).all()
