@@ -1,0 +1,466 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation: {extension: .py, format_name: percent}
+#   kernelspec: {display_name: Python 3, language: python, name: python3}
+# ---
+
+# %% [markdown]
+# # Day 5 · 1 — Inference with an adapter, and merging it
+#
+# Friday in the seed's cadence: *inference with adapter; merge; compare base vs fine-tuned outputs.* The Lab 02
+# deliverable is an adapter folder of a few hundred kilobytes (tiny) or ~100 MB (Mistral-7B) that only means
+# something on top of its base. This notebook:
+#
+# 1. trains a small task adapter in place (the stand-in for Day 4's output), saves it, and loads **base + adapter**
+#    back the way a deployment does;
+# 2. compares **base vs fine-tuned** on held-out prompts — side by side, and with the task scorer's numbers;
+# 3. **merges** the adapter into the base (`merge_and_unload`): the logits agree to a tolerance we state and
+#    explain, and we measure what merging buys in speed;
+# 4. merges onto a **4-bit base**: why you dequantize first, with the error of each way measured.
+
+# %% tags=["parameters"]
+PROFILE = "tiny"
+
+# %%
+from course.notebook import setup
+
+profile = setup(PROFILE)
+
+# %%
+import copy
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import bitsandbytes.functional as bnbF
+import torch
+from peft import PeftModel
+
+from course.generation import answer, chat_prompt
+from course.loading import load_base, load_tokenizer
+from course.tinyworld import tasks
+from course.training import lora_config, train_sft
+
+TEMPLATE = "chatml"
+FAMILIES = ["capital", "antonym", "plural"]
+tokenizer = load_tokenizer(profile)
+
+# %% [markdown]
+# ## 1. An adapter to serve
+#
+# Day 4's lab trains the adapter; its output is not shipped with the course, so we train a small one here with
+# `course.training.train_sft` (trl's `SFTTrainer`, prompt masked, LoRA r=8, α=16 on all seven projections) on three
+# task families of the tiny world, for 40 steps. Then we save it exactly as Lab 02 does: `save_pretrained` writes
+# only the adapter — its config and its A, B matrices — not the base.
+
+# %%
+torch.manual_seed(0)
+t0 = time.perf_counter()
+trained, losses = train_sft(load_base(profile), tokenizer, tasks.examples("train", FAMILIES), template=TEMPLATE,
+                            lora=lora_config(r=8, alpha=16), max_steps=40, batch_size=8, learning_rate=1e-2,
+                            scheduler="constant", gradient_checkpointing=False)
+print(f"trained 40 steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+ADAPTER_DIR = Path(tempfile.mkdtemp(prefix="day5-adapter-"))
+trained.save_pretrained(ADAPTER_DIR)
+adapter_bytes = sum(f.stat().st_size for f in ADAPTER_DIR.iterdir())
+base = {n: p for n, p in trained.named_parameters() if "lora_" not in n}
+base_params = sum(p.numel() for p in base.values())
+base_bytes = sum(p.numel() * p.element_size() for p in base.values())
+print("saved:", sorted(f.name for f in ADAPTER_DIR.iterdir()))
+print(f"adapter on disk: {adapter_bytes:,} bytes; the base it needs: {base_params:,} parameters "
+      f"= {base_bytes:,} bytes ({base_bytes / adapter_bytes:.1f}× the adapter)")
+
+# %% [markdown]
+# **Load base + adapter**, as a server does: the base from its own folder (the hub name in the other profiles),
+# then `PeftModel.from_pretrained(base, adapter_dir)`, which reads `adapter_config.json` (targets, r, α), wraps the
+# targeted `nn.Linear`s in LoRA layers and loads A and B. The reloaded model computes exactly what the trained one
+# did:
+
+# %%
+model = PeftModel.from_pretrained(load_base(profile), ADAPTER_DIR).eval()
+plain_base = load_base(profile).eval()                      # an untouched copy of the base, for checks
+probe = tokenizer([chat_prompt(tokenizer, e.instruction, TEMPLATE) + e.response
+                   for e in tasks.examples("heldout", FAMILIES)[::10]], return_tensors="pt", padding=True,
+                  add_special_tokens=False)
+with torch.no_grad():
+    ref_logits = model(**probe).logits                      # (batch, seq, vocab)
+    print("logits", tuple(ref_logits.shape), "· max |reloaded − trained| =",
+          (ref_logits - trained(**probe).logits).abs().max().item())
+
+# %%
+heldout = tasks.examples("heldout", FAMILIES)
+for e, g in zip(heldout[::30], answer(model, tokenizer, heldout[::30], TEMPLATE)):
+    print(f"{e.instruction!r:48} -> {g!r}")
+
+# %% [markdown]
+# ## 2. Base vs fine-tuned, on the same prompts
+#
+# A `PeftModel` holds both models at once: with the LoRA layers bypassed it *is* the base (each LoRA layer returns
+# `base_layer(x)`), so there is no need to load the base twice. `with model.disable_adapter():` bypasses them for
+# the block and restores them after, even if the block raises.
+#
+# ### Exercise 1
+# `side_by_side(model, tokenizer, examples, template)` returns `{"base": [...], "tuned": [...]}`: the greedy answers
+# (`course.generation.answer`) of the base model (adapter disabled) and of the fine-tuned model (adapter on) to the
+# same examples, in order. The model must be left as it was found: adapter enabled.
+
+# %% nbgrader={"grade": false, "grade_id": "side_by_side", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def side_by_side(model, tokenizer, examples, template=TEMPLATE, max_new_tokens=24) -> dict[str, list[str]]:
+    """Greedy answers with the adapter disabled ("base") and enabled ("tuned"); n examples -> two lists of n."""
+    ### BEGIN SOLUTION
+    with model.disable_adapter():
+        base = answer(model, tokenizer, examples, template, max_new_tokens=max_new_tokens)
+    tuned = answer(model, tokenizer, examples, template, max_new_tokens=max_new_tokens)
+    return {"base": base, "tuned": tuned}
+    ### END SOLUTION
+
+
+# %%
+cols = side_by_side(model, tokenizer, heldout)
+for i in range(0, len(heldout), 30):
+    print(f"{heldout[i].instruction}\n  expected: {heldout[i].response}\n  base:     {cols['base'][i]!r}\n"
+          f"  tuned:    {cols['tuned'][i]!r}")
+
+# %% [markdown]
+# Samples persuade; the scorer decides. Exact match per family on the held-out prompts (items the fine-tuning data
+# never mentions; the base learned the facts in pretraining but has never seen a chat turn):
+
+# %%
+base_by_family = tasks.exact_match_by_family(heldout, cols["base"])
+tuned_by_family = tasks.exact_match_by_family(heldout, cols["tuned"])
+print(f"{'family':10} {'base':>6} {'tuned':>6}")
+for fam in FAMILIES:
+    print(f"{fam:10} {base_by_family[fam]:6.2f} {tuned_by_family[fam]:6.2f}")
+print(f"{'all':10} {tasks.exact_match(heldout, cols['base']):6.2f} {tasks.exact_match(heldout, cols['tuned']):6.2f}"
+      f"   ({len(heldout)} held-out prompts)")
+
+# %% nbgrader={"grade": true, "grade_id": "side_by_side__base_column_is_the_base", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+_ex = tasks.examples("heldout", ["capital", "antonym"])[::7]
+_cols = side_by_side(model, tokenizer, _ex)
+assert set(_cols) == {"base", "tuned"} and len(_cols["base"]) == len(_cols["tuned"]) == len(_ex), \
+    "return {'base': [...], 'tuned': [...]}, one answer per example"
+assert _cols["base"] == answer(plain_base, tokenizer, _ex, TEMPLATE), \
+    "the 'base' column must be what the base model alone answers: disable the adapter for it"
+### BEGIN HIDDEN TESTS
+assert _cols["base"] != _cols["tuned"], "the two columns come from different models"
+_ex2 = tasks.examples("heldout", ["plural"])[:5]
+assert side_by_side(model, tokenizer, _ex2, max_new_tokens=6)["base"] == answer(plain_base, tokenizer, _ex2, TEMPLATE,
+                                                                                 max_new_tokens=6)
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "side_by_side__adapter_left_on", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+_ex = tasks.examples("heldout", ["antonym", "plural"])[::6]
+_before = answer(model, tokenizer, _ex, TEMPLATE)
+_cols = side_by_side(model, tokenizer, _ex)
+assert _cols["tuned"] == _before, "the 'tuned' column is the fine-tuned model's answers (adapter enabled)"
+assert answer(model, tokenizer, _ex, TEMPLATE) == _before, \
+    "after side_by_side the adapter must be enabled again (use `with model.disable_adapter():`)"
+### BEGIN HIDDEN TESTS
+with torch.no_grad():
+    assert torch.equal(model(**probe).logits, ref_logits), "the model must compute what it computed before the call"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. Merging: $W = W_0 + \frac{\alpha}{r}BA$
+#
+# An unmerged adapter costs two extra thin matmuls per targeted projection on every token. For a single-adapter
+# deployment you fold it in once: `merge_and_unload()` replaces each LoRA layer by a plain `nn.Linear` whose weight
+# is $W_0 + \frac{\alpha}{r}BA$ — the same architecture and size as the base, and no peft at inference.
+#
+# ### Exercise 2
+# `merged_weight(layer, adapter_name)` returns that weight for one peft LoRA layer (`peft.tuners.lora.Linear`):
+# `layer.base_layer.weight` is $W_0$ `(out, in)`, `layer.lora_A[name].weight` is $A$ `(r, in)`,
+# `layer.lora_B[name].weight` is $B$ `(out, r)`, and `layer.scaling[name]` is α/r.
+
+# %% nbgrader={"grade": false, "grade_id": "merged_weight", "locked": false, "schema_version": 3, "solution": true, "task": false}
+@torch.no_grad()
+def merged_weight(layer, adapter_name: str = "default") -> torch.Tensor:
+    """W0 + (α/r)·B·A for one LoRA layer. W0: (out, in), A: (r, in), B: (out, r) -> (out, in)."""
+    ### BEGIN SOLUTION
+    w0 = layer.base_layer.weight
+    a = layer.lora_A[adapter_name].weight
+    b = layer.lora_B[adapter_name].weight
+    return w0 + layer.scaling[adapter_name] * (b @ a)
+    ### END SOLUTION
+
+
+# %%
+merged = copy.deepcopy(model).merge_and_unload().eval()     # a copy: `model` keeps its adapter
+q_lora = model.base_model.model.model.layers[0].self_attn.q_proj
+print(type(q_lora).__name__, "->", type(merged.model.layers[0].self_attn.q_proj).__name__,
+      "· scaling α/r =", q_lora.scaling["default"])
+print("max |merged_weight − merge_and_unload| on layer 0 q_proj:",
+      (merged_weight(q_lora) - merged.model.layers[0].self_attn.q_proj.weight).abs().max().item())
+
+# %% nbgrader={"grade": true, "grade_id": "merged_weight__equals_peft_merge", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+_layers = model.base_model.model.model.layers
+for _name in ("self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"):
+    _mine = merged_weight(_layers[1].get_submodule(_name))
+    _peft = merged.model.layers[1].get_submodule(_name).weight
+    assert _mine.shape == _peft.shape, f"{_name}: the merged weight has W0's shape (out, in) = {tuple(_peft.shape)}"
+    assert torch.allclose(_mine, _peft, atol=1e-6), \
+        f"{_name}: must equal merge_and_unload's weight W0 + (α/r)·B·A; max diff {(_mine - _peft).abs().max():.2e}"
+
+# %% nbgrader={"grade": true, "grade_id": "merged_weight__named_adapter_and_scaling", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from peft import LoraConfig as _LoraConfig
+from peft import get_peft_model as _get_peft_model
+
+torch.manual_seed(7)
+_net = torch.nn.Sequential()
+_net.add_module("proj", torch.nn.Linear(12, 20, bias=False))
+_w0 = _net.proj.weight.detach().clone()
+_pm = _get_peft_model(_net, _LoraConfig(r=4, lora_alpha=4, target_modules=["proj"]), adapter_name="one")
+_pm.add_adapter("two", _LoraConfig(r=2, lora_alpha=16, target_modules=["proj"]))
+_layer = _pm.base_model.model.proj
+with torch.no_grad():
+    for _n in ("one", "two"):
+        _layer.lora_B[_n].weight.normal_()
+_x = torch.randn(3, 12)
+_pm.set_adapter("two")
+with torch.no_grad():
+    _y = _layer(_x)
+assert torch.allclose(_x @ merged_weight(_layer, "two").T, _y, atol=1e-5), \
+    "x @ merged.T must equal the adapter layer's output for adapter 'two' (scaling α/r = 16/2 = 8)"
+### BEGIN HIDDEN TESTS
+_a, _b = _layer.lora_A["one"].weight, _layer.lora_B["one"].weight
+assert torch.allclose(merged_weight(_layer, "one"), _w0 + 1.0 * _b @ _a, atol=1e-6), "adapter 'one': α/r = 4/4 = 1"
+_a, _b = _layer.lora_A["two"].weight, _layer.lora_B["two"].weight
+assert torch.allclose(merged_weight(_layer, "two"), _w0 + 8.0 * _b @ _a, atol=1e-5), "adapter 'two': α/r = 16/2 = 8"
+assert torch.equal(_layer.base_layer.weight, _w0), "merged_weight must not modify W0 in place"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Merged and unmerged logits agree — to a tolerance, not exactly
+#
+# Mathematically $(W_0 + sBA)x = W_0x + s\,B(Ax)$. In floating point they are different computations: the merged
+# model rounds $W_0 + sBA$ once per weight and does one matmul; the unmerged one does three matmuls and a sum, each
+# with its own rounding, and float addition is not associative. Every fp32 operation has relative error up to
+# $2^{-24}$ (unit roundoff; `torch.finfo(float32).eps` = $2^{-23}$); sums over hundreds of terms, four layers of them,
+# accumulate that to a few ulps of the logits' scale. The same experiment in bf16 (unit roundoff $2^{-8}$) shows the
+# difference scales with the format's precision — which is how you tell rounding from a bug (a missing α/r scaling
+# would be off by the whole update, orders of magnitude more).
+
+# %%
+with torch.no_grad():
+    diff32 = (merged(**probe).logits - ref_logits).abs().max().item()
+    m16, u16 = copy.deepcopy(merged).to(torch.bfloat16), copy.deepcopy(model).to(torch.bfloat16)
+    diff16 = (m16(**probe).logits.float() - u16(**probe).logits.float()).abs().max().item()
+    update = (ref_logits - plain_base(**probe).logits).abs().max().item()
+scale = ref_logits.abs().max().item()
+TOL = 1e-5 * scale          # stated tolerance for fp32: 1e-5 of the logits' scale (≈ 84 fp32 epsilons)
+print(f"logit scale max|z| = {scale:.2f}; the adapter changes logits by up to {update:.2f}")
+print(f"fp32 merged vs unmerged: max diff {diff32:.2e} = {diff32 / scale / torch.finfo(torch.float32).eps:.1f} "
+      f"eps × scale; tolerance {TOL:.2e} -> {'within' if diff32 <= TOL else 'OUTSIDE'}")
+print(f"bf16 merged vs unmerged: max diff {diff16:.2e} = {diff16 / diff32:.0f}× the fp32 difference")
+gens_merged = answer(merged, tokenizer, heldout, TEMPLATE)
+print(f"greedy answers identical on {sum(a == b for a, b in zip(gens_merged, cols['tuned']))}/{len(heldout)} "
+      f"held-out prompts; exact match merged {tasks.exact_match(heldout, gens_merged):.3f} "
+      f"vs unmerged {tasks.exact_match(heldout, cols['tuned']):.3f}")
+
+# %% [markdown]
+# ### What merging buys: speed
+#
+# Merged, each projection is one matmul; unmerged, it is $W_0x$ plus $B(Ax)$ and the adapter bookkeeping. We time
+# the forward pass of a batch of held-out prompts, the two models interleaved (the machine is shared, so the ratio
+# is the figure; `benchmarks/adapter_serving.py` measures the same on a wider model and `docs/BENCHMARKS.md` records
+# it).
+
+# %%
+def median_seconds(fn, repeats=15):
+    """Median wall time of fn() over `repeats` calls (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+batch = tokenizer([chat_prompt(tokenizer, e.instruction, TEMPLATE) for e in heldout[:32]], return_tensors="pt",
+                  padding=True, add_special_tokens=False)
+with torch.no_grad():
+    t_unmerged = median_seconds(lambda: model(**batch))
+    t_merged = median_seconds(lambda: merged(**batch))
+extra = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+print(f"forward of {tuple(batch['input_ids'].shape)} tokens: unmerged {t_unmerged * 1e3:.2f} ms, merged "
+      f"{t_merged * 1e3:.2f} ms -> unmerged/merged = {t_unmerged / t_merged:.2f}")
+print(f"the adapter adds {extra:,} parameters ({extra / base_params:.1%} of the base's); the unmerged model also "
+      "launches three extra kernels per targeted layer and walks peft's adapter bookkeeping")
+
+# %% [markdown]
+# The cost of merging is flexibility: a merged model serves **one** fine-tune. To serve another you would re-merge
+# (rewrite every targeted weight) or keep a copy of the base per tenant. Notebook 2 keeps the adapters unmerged and
+# serves many of them from one base.
+#
+# ## 4. Merging onto a 4-bit base
+#
+# With QLoRA the adapter was trained on top of NF4 weights: the model you evaluated is
+# $\text{deq}(Q(W_0))\,x + sB(Ax)$. Three ways to "merge" it, against that reference (we attach our adapter to the
+# 4-bit base and treat that as the model to reproduce):
+#
+# - **into the 4-bit layer** (peft's `merge_and_unload` on a `Linear4bit`): dequantize, add $sBA$, **quantize
+#   again** to NF4 — most entries of the update are smaller than the gap between NF4 levels, so the rounding
+#   distorts it (by how much is measured below);
+# - **dequantize first** (`model.dequantize()`, then merge): $\text{deq}(Q(W_0)) + sBA$ kept in fp32/bf16 —
+#   the reference up to rounding, at 16/32 bits per weight instead of ~4.1;
+# - **onto the original full-precision $W_0$**: differs from the reference by the base's quantization error,
+#   which the adapter never saw in QLoRA training.
+#
+# ### Exercise 3
+# `dequantize_and_merge(layer, adapter_name)` returns the fp32 merged weight of a LoRA layer whose base is a
+# bitsandbytes `Linear4bit`: its `weight` is packed (two 4-bit codes per uint8, shape `(out·in/2, 1)`); dequantize
+# it with `bitsandbytes.functional.dequantize_4bit(weight.data, weight.quant_state)` (imported as `bnbF`), then add
+# $\frac{\alpha}{r}BA$. Do **not** re-quantize.
+
+# %% nbgrader={"grade": false, "grade_id": "dequantize_and_merge", "locked": false, "schema_version": 3, "solution": true, "task": false}
+@torch.no_grad()
+def dequantize_and_merge(layer, adapter_name: str = "default") -> torch.Tensor:
+    """deq(W0_nf4) + (α/r)·B·A in fp32 for a LoRA layer on a bnb Linear4bit. Returns (out, in)."""
+    ### BEGIN SOLUTION
+    w = layer.base_layer.weight
+    w0 = bnbF.dequantize_4bit(w.data, w.quant_state).to(torch.float32)
+    a = layer.lora_A[adapter_name].weight.to(torch.float32)
+    b = layer.lora_B[adapter_name].weight.to(torch.float32)
+    return w0 + layer.scaling[adapter_name] * (b @ a)
+    ### END SOLUTION
+
+
+# %%
+def fresh_4bit_model():
+    """The 4-bit base with our adapter attached, freshly loaded (no forward pass has run on it yet)."""
+    return PeftModel.from_pretrained(load_base(profile, quantize=True), ADAPTER_DIR).eval()
+
+
+qmodel = fresh_4bit_model()
+q_layer = qmodel.base_model.model.model.layers[0].self_attn.q_proj
+print(type(q_layer.base_layer).__name__, "packed weight", tuple(q_layer.base_layer.weight.shape),
+      q_layer.base_layer.weight.dtype, "-> merged", tuple(dequantize_and_merge(q_layer).shape))
+
+# %% nbgrader={"grade": true, "grade_id": "dequantize_and_merge__reproduces_the_4bit_layer", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(11)
+_qlayers = fresh_4bit_model().base_model.model.model.layers
+for _name in ("self_attn.q_proj", "mlp.up_proj", "mlp.down_proj"):
+    _layer = _qlayers[0].get_submodule(_name)
+    _m = dequantize_and_merge(_layer)                 # before the layer's first forward (see below why)
+    _x = torch.randn(5, _layer.in_features)
+    with torch.no_grad():
+        _y = _layer(_x)
+    assert _m.shape == (_layer.out_features, _layer.in_features), f"{_name}: merged weight is (out, in) in fp32"
+    _rel = ((_x @ _m.T - _y).abs().max() / _y.abs().max()).item()
+    assert _rel < 0.02, (f"{_name}: x @ merged.T must reproduce the 4-bit layer with its adapter up to the kernel's "
+                         f"bf16 rounding (< 2% of the output scale); relative max diff {_rel:.3f}")
+
+# %% nbgrader={"grade": true, "grade_id": "dequantize_and_merge__no_requantization", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+_qlayers = fresh_4bit_model().base_model.model.model.layers
+_layer = _qlayers[1].mlp.gate_proj
+_w = _layer.base_layer.weight
+_m = dequantize_and_merge(_layer)
+assert _m.dtype == torch.float32, "return the merged weight in fp32"
+_deq = bnbF.dequantize_4bit(_w.data, _w.quant_state).float()
+_delta = _layer.get_delta_weight("default").float()
+assert torch.allclose(_m - _deq, _delta, atol=1e-5), \
+    "merged − deq(W0) must be the whole update (α/r)·B·A: nothing lost to re-quantization, nothing unscaled"
+### BEGIN HIDDEN TESTS
+assert torch.allclose(_m, _deq + _delta, atol=1e-5)
+assert _w.dtype == torch.uint8, "the 4-bit layer itself must be left packed"
+_layer = _qlayers[1].self_attn.k_proj
+_w = _layer.base_layer.weight
+assert torch.allclose(dequantize_and_merge(_layer), bnbF.dequantize_4bit(_w.data, _w.quant_state).float()
+                      + _layer.get_delta_weight("default").float(), atol=1e-5), "k_proj (GQA: fewer outputs)"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Two things the 4-bit kernels do behind your back (measured on this machine)
+#
+# **How a 4-bit layer is computed depends on the hardware.** On a GPU bitsandbytes dequantizes to
+# `bnb_4bit_compute_dtype` and multiplies. On a CPU with AVX-512 BF16, bitsandbytes 0.50 uses a fused kernel that
+# casts the input and the block scales to **bf16** whatever the compute dtype says — and, on the layer's **first
+# inference forward**, it **repacks the weight bytes in place** into that kernel's layout
+# (`quant_state.packing_format_for_cpu = True`). After that, `dequantize_4bit(weight.data, quant_state)` reads the
+# repacked bytes as if they were the standard layout and returns garbage — and peft's `merge_and_unload` on a
+# `Linear4bit` reads them the same way. So on such a CPU: merge **before** the model serves, or reload it first.
+
+# %%
+qm = fresh_4bit_model()
+lay = qm.base_model.model.model.layers[0].self_attn.q_proj
+before = dequantize_and_merge(lay)
+torch.manual_seed(0)
+x_probe = torch.randn(8, lay.in_features)
+with torch.no_grad():
+    y_4bit = lay(x_probe)                                  # the layer's first forward
+repacked = getattr(lay.base_layer.weight.quant_state, "packing_format_for_cpu", False)
+rel = lambda w: ((x_probe @ w.T - y_4bit).abs().max() / y_4bit.abs().max()).item()  # noqa: E731
+print(f"weights repacked by the CPU kernel on first forward: {repacked}")
+print(f"x @ (merged before the forward)ᵀ vs the 4-bit layer: relative max diff {rel(before):.2e} "
+      f"(bf16 unit roundoff {2**-8:.2e})")
+print(f"x @ (merged after the forward)ᵀ  vs the 4-bit layer: relative max diff {rel(dequantize_and_merge(lay)):.2e}")
+
+# %% [markdown]
+# Now the three merges, whole-model, against the 4-bit model with its adapter (the model QLoRA trained and
+# evaluated): max logit difference, exact match on the held-out prompts, and bits per stored weight of a projection
+# (codes only; NF4 adds its block scales, ≈ 0.127 bits with double quantization). Every model is freshly loaded and
+# merged before its first forward; the last row shows the trap above at model scale.
+
+# %%
+def into_4bit_after_serving():
+    m = fresh_4bit_model()
+    with torch.no_grad():
+        m(**probe)                                          # serve once, then merge
+    return m.merge_and_unload()
+
+
+ways = {"4-bit base + adapter (reference)": lambda: fresh_4bit_model(),
+        "merged into 4-bit (requantized)": lambda: fresh_4bit_model().merge_and_unload(),
+        "dequantize first, then merge": lambda: PeftModel.from_pretrained(
+            load_base(profile, quantize=True).dequantize(), ADAPTER_DIR).merge_and_unload(),
+        "merged onto original fp32 W0": lambda: merged,
+        "merged into 4-bit after a forward": into_4bit_after_serving}
+with torch.no_grad():
+    q_ref = ways["4-bit base + adapter (reference)"]()(**probe).logits
+print(f"{'':34} {'max |Δlogit|':>12} {'exact match':>11} {'bits/weight':>11}")
+for name, build in ways.items():
+    m = build().eval()
+    with torch.no_grad():
+        d = (m(**probe).logits - q_ref).abs().max().item()
+    em = tasks.exact_match(heldout, answer(m, tokenizer, heldout, TEMPLATE))
+    proj = m.get_base_model().model.layers[0].self_attn.q_proj if isinstance(m, PeftModel) else m.model.layers[0].self_attn.q_proj
+    w = proj.base_layer.weight if hasattr(proj, "base_layer") else proj.weight
+    bits = w.element_size() * 8 * w.numel() / (proj.in_features * proj.out_features)
+    print(f"{name:34} {d:12.2e} {em:11.3f} {bits:11.0f}")
+
+# %% [markdown]
+# How much of the update does re-quantizing erase? For every targeted layer (merged before any forward): the update
+# that survives NF4 rounding, $\text{deq}(Q(\text{merged})) - \text{deq}(W_0)$, against the update $sBA$ itself.
+
+# %%
+errors = []
+for name, mod in fresh_4bit_model().named_modules():
+    if hasattr(mod, "lora_A") and hasattr(mod, "base_layer"):
+        w = mod.base_layer.weight
+        w0 = bnbF.dequantize_4bit(w.data, w.quant_state).float()
+        m_ = dequantize_and_merge(mod)
+        survived = bnbF.dequantize_4bit(*bnbF.quantize_4bit(m_, blocksize=w.quant_state.blocksize,
+                                                           quant_type="nf4")).float() - w0
+        errors.append(((survived - (m_ - w0)).norm() / (m_ - w0).norm()).item())
+print(f"{len(errors)} layers: ‖surviving update − update‖ / ‖update‖: median {statistics.median(errors):.2f}, "
+      f"min {min(errors):.2f}, max {max(errors):.2f}")
+
+# %% [markdown]
+# Read the table with the scorer in mind: a merge that moves the logits by several units may or may not flip greedy
+# answers on a small held-out set, so look at both columns. Dequantize-first reproduces the reference up to the
+# kernel's bf16 rounding; the other two serve a *different* model (requantized, or on weights the adapter never saw),
+# and the repacked-bytes trap serves garbage. The surviving-update ratio says how much of the fine-tune a
+# requantized merge distorts, layer by layer.
+
+# %% [markdown]
+# **Takeaways**
+# - A LoRA deliverable is an adapter folder; inference is base + adapter (`PeftModel.from_pretrained`), and the base
+#   is the same model with the adapter disabled — compare them on held-out prompts with a scorer, not by eye.
+# - `merge_and_unload` folds $\frac{\alpha}{r}BA$ into $W_0$: same outputs up to floating-point rounding (state the
+#   tolerance; it scales with the dtype), no adapter overhead, but one fine-tune per copy of the base.
+# - On a 4-bit base, **dequantize first** and keep the merged model in 16/32 bits; merging back into NF4 rounds part
+#   of the update away, and merging onto the original full-precision weights serves a model the adapter was not
+#   trained on. On CPUs, merge before the model's first forward: bitsandbytes repacks the 4-bit bytes in place.
