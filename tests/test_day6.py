@@ -37,7 +37,7 @@ def solution_namespace(src, grade_ids, **names):
 
 
 def test_notebooks():
-    assert [s.stem for s in SOURCES][:2] == ["01_dpo_loop_and_comparison", "02_best_of_n"]
+    assert [s.stem for s in SOURCES] == ["01_dpo_loop_and_comparison", "02_best_of_n", "03_constitutional_ai"]
 
 
 @pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
@@ -168,3 +168,19 @@ def test_reference_best_of_n_and_cost_against_brute_force():
     # nested: the best of 16 is never worse than the best of 4
     best = {n: rewards[torch.arange(20), ns["best_of_n"](rewards, n)] for n in (1, 4, 16)}
     assert (best[16] >= best[4]).all() and (best[4] >= best[1]).all()
+
+
+# ---------------------------------------------------------------- notebook 3: the critics against the data
+
+def test_reference_critics_rank_the_preference_set_like_the_judge():
+    from course.tinyworld import preferences as P
+
+    ns = solution_namespace(SOLUTIONS / DAY / "03_constitutional_ai.py", {"critique", "label_pair"}, re=__import__("re"),
+                            PLEASANTRIES=("hope this helps", "let me know", "thanks for asking", "good question",
+                                          "have a nice day", "that is what i think"))
+    for p in P.preferences("train"):
+        pair = ns["label_pair"]([p.rejected, p.chosen])
+        if p.kind == "wrong":          # the constitution says nothing about facts: no preference
+            assert pair is None
+        else:
+            assert pair == (p.chosen, p.rejected)
