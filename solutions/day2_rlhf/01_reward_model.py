@@ -263,11 +263,11 @@ assert abs(_loss.item() - (math.log(2) + math.log(1 + math.exp(-4.0))) / 2) < 1e
 
 # %% [markdown]
 # ## 3. Train it
-# Given: a plain loop — AdamW, batches of 16 pairs, the held-out pair accuracy measured every few steps on 96
+# Given: a plain loop — AdamW, batches of 16 pairs, the held-out pair accuracy measured every few steps on 64
 # held-out pairs (prompts about items the training pairs never mention).
 
 # %% nbgrader={"grade": false, "grade_id": "given_train_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def train_reward_model(model, rows, eval_rows, steps=40, batch_size=16, lr=2e-3, every=5, seed=0):
+def train_reward_model(model, rows, eval_rows, steps=30, batch_size=16, lr=2e-3, every=5, seed=0):
     """Train in place with the Bradley–Terry loss; return [(step, held-out accuracy)], [(step, train loss)]."""
     g = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
@@ -291,7 +291,7 @@ def train_reward_model(model, rows, eval_rows, steps=40, batch_size=16, lr=2e-3,
 
 
 train_rows, test_rows = list(prefs["train"]), list(prefs["test"])
-acc_curve, loss_curve = train_reward_model(reward_model, train_rows, test_rows[:96])
+acc_curve, loss_curve = train_reward_model(reward_model, train_rows, test_rows[:64])
 reward_model.eval()
 print("held-out pair accuracy by step:", [(s, round(a, 3)) for s, a in acc_curve])
 
@@ -318,7 +318,7 @@ for k, v in by_kind.items():
     print(f"  rejected = {k:9} {v:.1%}")
 
 # %% [markdown]
-# Read the table: the *format* kinds (`curt`, `rambling`) are what a 1-million-parameter trunk picks up in forty steps;
+# Read the table: the *format* kinds (`curt`, `rambling`) are what a 1-million-parameter trunk picks up in thirty steps;
 # telling a **wrong** fact from the right one needs knowledge the reward model does not reliably have (compare that
 # row with 50 %, a coin flip). A reward model is a learned, imperfect proxy of the preferences — notebook 3 shows what
 # a policy does with the gaps.

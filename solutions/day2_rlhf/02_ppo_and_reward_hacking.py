@@ -109,7 +109,7 @@ def kl_estimate(logp, ref_logp, mask, kind="k1"):
 
 # %% nbgrader={"grade": true, "grade_id": "kl_estimate__by_hand", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _logp = torch.log(torch.tensor([[0.5, 0.2, 0.9]]))
-_ref = torch.log(torch.tensor([[0.25, 0.4, 0.9]]))
+_ref = torch.log(torch.tensor([[0.25, 0.4, 0.3]]))     # the third token is padding
 _mask = torch.tensor([[1.0, 1.0, 0.0]])
 _k1 = kl_estimate(_logp, _ref, _mask, "k1")
 assert torch.allclose(_k1, torch.tensor([[math.log(2), -math.log(2), 0.0]]), atol=1e-6), \
@@ -585,11 +585,12 @@ plt.show()
 
 # %% [markdown]
 # Read the table and the curves: with no leash (β = 0) PPO climbs the flawed reward by making responses longer — the
-# samples show the right answer followed by whatever keeps the reward model happy — and the judge score falls while
-# the reward rises: **reward hacking**. The KL penalty makes every token that departs from the SFT model pay
-# $eta\lograc{\pi}{\pi_	ext{ref}}$; the larger β, the less KL the policy can afford and the less of the hack it
-# buys. β cannot make a flawed reward model right, only keep the policy near the model whose behaviour we trusted —
-# the real fixes are better preference data, reward-model ensembles, length penalties, and watching a held-out judge.
+# samples show an answer followed by whatever keeps the reward model happy — and the judge score falls while the
+# reward rises: **reward hacking**. The KL penalty makes every token that departs from the SFT model pay
+# $\beta\log\frac{\pi}{\pi_\text{ref}}$: compare the KL and the reward reached at β = 0 and β = 0.5 — the leash keeps
+# the policy closer to the reference and buys less of the hack (tests/test_day2.py checks both across seeds 0–2).
+# β cannot make a flawed reward model right, only keep the policy near the model whose behaviour we trusted — the
+# real fixes are better preference data, reward-model ensembles, length penalties, and watching a held-out judge.
 #
 # **Interview answers this notebook backs with code**
 # - *Where does the KL penalty enter PPO for RLHF?* In the per-token reward: $-\beta\,(\log\pi - \log\pi_\text{ref})$

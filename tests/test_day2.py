@@ -1,0 +1,215 @@
+"""Day 2 (RLHF): structure of the sources and planted bugs; the reference reward-model loss equal to trl's
+RewardTrainer on other pairs; the toy RLHF loop's reward improvement and the reward-hacking demonstration across
+seeds 0–2. Full autograde + mutants: tests/test_days_autograde.py."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import jupytext
+import pytest
+import torch
+import yaml
+
+from course.paths import AUTOGRADER, SOLUTIONS
+
+DAY = "day2_rlhf"
+SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
+RM_SRC, PPO_SRC, COST_SRC = (SOLUTIONS / DAY / f"{n}.py" for n in
+                             ("01_reward_model", "02_ppo_and_reward_hacking", "03_rlhf_cost"))
+
+
+def cells(src):
+    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
+
+
+def solution_namespace(src, grade_ids, prelude="import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n",
+                       **names):
+    """Execute the cells with these grade_ids (reference solutions, given code) into one namespace, in order."""
+    ns: dict = dict(names)
+    exec(prelude, ns)
+    for meta, source in cells(src):
+        if meta.get("grade_id") in grade_ids:
+            exec(source, ns)
+    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
+    assert not missing, f"no cells {missing} in {src.name}"
+    return ns
+
+
+def test_three_notebooks():
+    assert [s.stem for s in SOURCES] == ["01_reward_model", "02_ppo_and_reward_hacking", "03_rlhf_cost"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
+def test_exercises_have_split_tests_and_two_planted_bugs(src):
+    cs = cells(src)
+    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
+    assert exercises, "every notebook has at least one exercise"
+    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
+    for ex in exercises:
+        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
+    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
+    assert len(ids) == len(set(ids)), "grade_ids are unique"
+    for m, s in cs:
+        if m.get("grade"):
+            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
+    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
+    per_ex = Counter(m["exercise"] for m in mutants)
+    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
+    for ex in exercises:
+        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
+    for m in mutants:
+        for r in m["replace"]:
+            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
+
+
+# ---------------------------------------------------------------- notebook 1: equal to trl on other pairs
+
+
+def test_reference_reward_loss_equals_trl_reward_trainer():
+    from datasets import Dataset
+    from transformers import LlamaForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.notebook import quiet
+    from course.paths import TINY_BASE
+
+    quiet()
+    tok = load_tokenizer("tiny")
+    ns = solution_namespace(RM_SRC, {"last_non_pad_index", "bradley_terry_loss", "reward_batch_loss"})
+    ns["tokenizer"] = tok
+    exec(next(s for m, s in cells(RM_SRC) if m.get("grade_id") == "given_reward_model").split("torch.manual_seed(0)")[0], ns)
+    torch.manual_seed(3)
+    rm = ns["RewardModel"](load_base("tiny"), tok.pad_token_id)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():                              # weights the notebook never has: a perturbed trunk
+        for p in rm.backbone.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    rm.eval()
+    rows = [load_preference_data()["train"][i] for i in (5, 77, 78, 79, 300, 650)]
+    data = [{"prompt": [{"role": "user", "content": r["prompt"]}], "chosen": [{"role": "assistant", "content": r["chosen"]}],
+             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+    trl_model = LlamaForSequenceClassification.from_pretrained(str(TINY_BASE), num_labels=1)
+    trl_model.load_state_dict({k.replace("backbone.", "model."): v for k, v in rm.state_dict().items()})
+    ds = Dataset.from_list(data)
+    trainer = RewardTrainer(model=trl_model, processing_class=tok, train_dataset=ds, eval_dataset=ds,
+                            args=RewardConfig(output_dir="/tmp/course_test_day2_rm", per_device_eval_batch_size=len(rows),
+                                              bf16=False, use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True))
+    expected = trainer.evaluate()
+    batch = next(iter(trainer.get_eval_dataloader()))
+    with torch.no_grad():
+        loss, acc = ns["reward_batch_loss"](rm, batch)
+    assert abs(loss.item() - expected["eval_loss"]) < 1e-5
+    assert abs(acc - expected["eval_accuracy"]) < 1e-6
+    assert abs(loss.item() - 0.6931) > 1e-3, "rewards must differ between chosen and rejected"
+
+
+# ---------------------------------------------------------------- notebook 2: PPO pieces on more cases
+
+
+def test_reference_gae_matches_the_explicit_sum():
+    """A_t = Σ_k (γλ)^k δ_(t+k), written out, on random masked batches."""
+    ns = solution_namespace(PPO_SRC, {"gae_advantages"})
+    g = torch.Generator().manual_seed(5)
+    r, v = torch.randn(4, 7, generator=g), torch.randn(4, 7, generator=g)
+    lengths = [7, 3, 1, 5]
+    m = (torch.arange(7) < torch.tensor(lengths).unsqueeze(1)).float()
+    gamma, lam = 0.9, 0.7
+    adv, ret = ns["gae_advantages"](r, v, m, gamma, lam, normalise=False)
+    for b, n in enumerate(lengths):
+        vv = torch.cat([v[b, :n], torch.zeros(1)])
+        delta = r[b, :n] + gamma * vv[1:] - vv[:-1]
+        for t in range(n):
+            expected = sum((gamma * lam) ** k * delta[t + k] for k in range(n - t))
+            assert abs(adv[b, t] - expected) < 1e-5
+        assert torch.allclose(ret[b, :n], adv[b, :n] + v[b, :n], atol=1e-6)
+        assert (adv[b, n:] == 0).all()
+
+
+def test_reference_clipped_surrogate_gradient_is_zero_exactly_where_clipped():
+    ns = solution_namespace(PPO_SRC, {"clipped_surrogate_loss"})
+    g = torch.Generator().manual_seed(6)
+    old = torch.randn(3, 50, generator=g)
+    logp = (old + 0.5 * torch.randn(3, 50, generator=g)).requires_grad_(True)
+    adv = torch.randn(3, 50, generator=g)
+    ns["clipped_surrogate_loss"](logp, old, adv, torch.ones(3, 50), 0.2).backward()
+    ratio = (logp - old).exp().detach()
+    clipped = ((ratio > 1.2) & (adv > 0)) | ((ratio < 0.8) & (adv < 0))
+    assert clipped.any() and (~clipped).any()
+    assert (logp.grad[clipped] == 0).all() and (logp.grad[~clipped] != 0).all()
+
+
+# ---------------------------------------------------------------- notebook 2: the loop and the hack, seeds 0–2
+
+LOOP_CELLS = {"response_logprobs", "kl_estimate", "kl_penalised_rewards", "gae_advantages", "clipped_surrogate_loss",
+              "given_models", "given_rollout"}
+
+
+@pytest.fixture(scope="module")
+def rlhf_world():
+    """The notebook's SFT policy, learned and flawed reward models (built once), and its rlhf() loop."""
+    from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.notebook import quiet
+    from course.tinyworld.preferences import judge_score
+    from course.tinyworld.tasks import examples
+    from course.training import train_sft
+
+    quiet()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    ns = solution_namespace(PPO_SRC, LOOP_CELLS, profile="tiny", tokenizer=load_tokenizer("tiny"), load_base=load_base,
+                            load_preference_data=load_preference_data, examples=examples, train_sft=train_sft,
+                            judge_score=judge_score)
+    loop = next(s for m, s in cells(PPO_SRC) if m.get("grade_id") == "given_rlhf_loop")
+    exec(loop.split("policy, log = rlhf(")[0], ns)                 # the loop and reward functions, not the run
+    exec(next(s for m, s in cells(PPO_SRC) if m.get("grade_id") == "given_flawed_reward_model"), ns)
+    return ns
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("day2_rlhf")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rlhf_loop_raises_the_learned_reward(rlhf_world, seed):
+    ns = rlhf_world
+    _, log = ns["rlhf"](ns["sft"], ns["learned_reward"], ns["prompts"], beta=0.05, updates=30, seed=seed)
+    first, last = mean(log["score"][:5]), mean(log["score"][-5:])
+    assert last > first + 0.25, f"seed {seed}: reward-model score {first:.3f} -> {last:.3f}"
+    assert mean(log["kl"][-5:]) > mean(log["kl"][:5]), "the policy moved away from the reference"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("day2_rlhf")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_reward_hacking_and_the_kl_leash(rlhf_world, seed):
+    ns = rlhf_world
+    runs = {b: ns["rlhf"](ns["sft"], ns["flawed_reward"], ns["prompts"], beta=b, updates=20, max_new_tokens=12,
+                          seed=seed, judge=ns["true_judge"])[1] for b in (0.0, 0.5)}
+    free, leashed = runs[0.0], runs[0.5]
+    # the hack: the flawed reward rises, responses get longer, the judge's score falls
+    assert mean(free["score"][-3:]) > mean(free["score"][:3]) + 1.0, f"seed {seed}: {free['score']}"
+    assert mean(free["length"][-3:]) > mean(free["length"][:3]) + 0.5, f"seed {seed}: {free['length']}"
+    assert mean(free["judge"][-3:]) < mean(free["judge"][:3]) - 0.1, f"seed {seed}: {free['judge']}"
+    # the leash: less KL, less of the flawed reward
+    assert mean(leashed["kl"][-3:]) < mean(free["kl"][-3:]), f"seed {seed}: {leashed['kl']} vs {free['kl']}"
+    assert mean(leashed["score"][-3:]) < mean(free["score"][-3:]), f"seed {seed}"
+
+
+# ---------------------------------------------------------------- notebook 3: the cost counts
+
+
+def test_reference_cost_counts_on_other_models():
+    from course.memory import count_params, estimate, model_spec, weight_bytes
+
+    ns = solution_namespace(COST_SRC, {"rlhf_memory", "ppo_passes"}, prelude="", estimate=estimate, weight_bytes=weight_bytes)
+    spec = model_spec("llama-2-70b")
+    mem = ns["rlhf_memory"](spec, optimizer="adamw_8bit", seq_len=256, batch=2)
+    sft = estimate(spec, method="full", optimizer="adamw_8bit", seq_len=256, batch=2).total
+    assert mem["total"] == 2 * sft + 4 * count_params(spec)
+    for epochs in range(1, 6):
+        assert ns["cost_vs_sft"](ns["ppo_passes"](epochs)) == pytest.approx((5 + 6 * epochs) / 3)
+    assert ns["cost_vs_sft"](ns["ppo_passes"](1)) > 3.5, "one epoch of PPO already costs close to 4 SFT steps"
