@@ -60,7 +60,7 @@ torch.manual_seed(0)
 t0 = time.perf_counter()
 trained, losses = train_sft(load_base(profile), tokenizer, tasks.examples("train", FAMILIES), template=TEMPLATE,
                             lora=lora_config(r=8, alpha=16), max_steps=40, batch_size=8, learning_rate=1e-2,
-                            scheduler="constant", gradient_checkpointing=False)
+                            scheduler="constant", activation_checkpointing=False)
 print(f"trained 40 steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 ADAPTER_DIR = Path(tempfile.mkdtemp(prefix="day5-adapter-"))
 trained.save_pretrained(ADAPTER_DIR)
@@ -137,6 +137,7 @@ print(f"{'all':10} {tasks.exact_match(heldout, cols['base']):6.2f} {tasks.exact_
       f"   ({len(heldout)} held-out prompts)")
 
 # %% nbgrader={"grade": true, "grade_id": "side_by_side__base_column_is_the_base", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+model.base_model.enable_adapter_layers()            # start from a known state: adapter on
 _ex = tasks.examples("heldout", ["capital", "antonym"])[::7]
 _cols = side_by_side(model, tokenizer, _ex)
 assert set(_cols) == {"base", "tuned"} and len(_cols["base"]) == len(_cols["tuned"]) == len(_ex), \
@@ -151,6 +152,7 @@ assert side_by_side(model, tokenizer, _ex2, max_new_tokens=6)["base"] == answer(
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "side_by_side__adapter_left_on", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+model.base_model.enable_adapter_layers()            # start from a known state: adapter on
 _ex = tasks.examples("heldout", ["antonym", "plural"])[::6]
 _before = answer(model, tokenizer, _ex, TEMPLATE)
 _cols = side_by_side(model, tokenizer, _ex)

@@ -64,7 +64,7 @@ for fam in TENANTS:
     t0 = time.perf_counter()
     trained, losses = train_sft(load_base(profile), tokenizer, tasks.examples("train", [fam]), template=TEMPLATE,
                                 lora=lora_config(r=8, alpha=16), max_steps=30, batch_size=8, learning_rate=1e-2,
-                                scheduler="constant", gradient_checkpointing=False)
+                                scheduler="constant", activation_checkpointing=False)
     ADAPTERS[fam] = ADAPTER_ROOT / fam
     trained.save_pretrained(ADAPTERS[fam])
     size = (ADAPTERS[fam] / "adapter_model.safetensors").stat().st_size

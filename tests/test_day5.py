@@ -1,0 +1,183 @@
+"""Day 5 (adapters in use): structure of the sources and planted bugs; the reference merge, 4-bit merge, mixed-batch
+generation, adapter server and serving-memory math on inputs the notebooks do not use (random adapters, other
+model specs); the bitsandbytes CPU repacking behaviour the lesson warns about; the benchmark script.
+Full autograde + mutants: tests/test_days_autograde.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import jupytext
+import pytest
+import torch
+import yaml
+
+from course.paths import AUTOGRADER, ROOT, SOLUTIONS
+
+DAY = "day5_adapters_serving"
+SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
+NB1, NB2 = SOLUTIONS / DAY / "01_inference_and_merging.py", SOLUTIONS / DAY / "02_many_adapters.py"
+
+
+def cells(src):
+    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
+
+
+def solution_namespace(src, grade_ids, prelude=""):
+    ns: dict = {}
+    exec(prelude, ns)
+    for meta, source in cells(src):
+        if meta.get("grade_id") in grade_ids:
+            exec(source, ns)
+    return ns
+
+
+def test_two_notebooks():
+    assert [s.stem for s in SOURCES] == ["01_inference_and_merging", "02_many_adapters"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
+def test_exercises_have_split_tests_and_two_planted_bugs(src):
+    cs = cells(src)
+    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
+    assert exercises, "every notebook has at least one exercise"
+    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
+    for ex in exercises:
+        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
+    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
+    assert len(ids) == len(set(ids)), "grade_ids are unique"
+    for m, s in cs:
+        if m.get("grade"):
+            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
+            assert "perf_counter" not in s and "latency" not in s, "graded tests never look at timings"
+    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
+    per_ex = Counter(m["exercise"] for m in mutants)
+    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
+    for ex in exercises:
+        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
+    for m in mutants:
+        for r in m["replace"]:
+            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
+
+
+def _random_peft(seed=0, names=("a", "b", "c"), alphas=(16, 8, 32), scale=0.5):
+    """The tiny base with several random (non-zero) LoRA adapters of one shape and different scalings."""
+    from peft import LoraConfig, get_peft_model
+
+    from course.loading import load_base
+
+    torch.manual_seed(seed)
+    model = get_peft_model(load_base("tiny"), LoraConfig(r=4, lora_alpha=alphas[0], target_modules="all-linear"),
+                           adapter_name=names[0])
+    for n, a in zip(names[1:], alphas[1:]):
+        model.add_adapter(n, LoraConfig(r=4, lora_alpha=a, target_modules="all-linear"))
+    with torch.no_grad():
+        for pn, p in model.named_parameters():
+            if "lora_B" in pn:
+                p.normal_(0, scale)
+    return model.eval()
+
+
+def test_reference_merged_weight_equals_peft_merge_per_adapter():
+    import copy
+
+    ns = solution_namespace(NB1, {"merged_weight"}, "import torch\n")
+    model = _random_peft()
+    for name in ("b", "c"):
+        model.set_adapter(name)
+        merged = copy.deepcopy(model).merge_and_unload()
+        for i, layer in enumerate(model.base_model.model.model.layers):
+            for sub in ("self_attn.k_proj", "mlp.gate_proj"):
+                got = ns["merged_weight"](layer.get_submodule(sub), name)
+                want = merged.model.layers[i].get_submodule(sub).weight
+                assert torch.allclose(got, want, atol=1e-6), (name, i, sub)
+
+
+def test_reference_dequantize_and_merge_and_the_cpu_repacking_trap():
+    """The reference reproduces a fresh 4-bit LoRA layer; and the bitsandbytes behaviour the lesson describes (on a
+    CPU with AVX-512 BF16 the first inference forward repacks the bytes, after which dequantize_4bit is wrong)
+    is still real — if bitsandbytes stops repacking, this says the lesson's warning needs revisiting."""
+    import bitsandbytes.functional as bnbF
+    from peft import LoraConfig, get_peft_model
+
+    from course.loading import load_base
+
+    ns = solution_namespace(NB1, {"dequantize_and_merge"}, "import torch\nimport bitsandbytes.functional as bnbF\n")
+    torch.manual_seed(3)
+    model = get_peft_model(load_base("tiny", quantize=True), LoraConfig(r=4, lora_alpha=8, target_modules="all-linear"))
+    with torch.no_grad():
+        for pn, p in model.named_parameters():
+            if "lora_B" in pn:
+                p.normal_(0, 0.2)
+    model.eval()
+    layer = model.base_model.model.model.layers[2].mlp.down_proj
+    merged = ns["dequantize_and_merge"](layer)
+    w = layer.base_layer.weight
+    assert torch.allclose(merged, bnbF.dequantize_4bit(w.data, w.quant_state).float()
+                          + layer.get_delta_weight("default").float(), atol=1e-5)
+    x = torch.randn(6, layer.in_features)
+    with torch.no_grad():
+        y = layer(x)
+    assert ((x @ merged.T - y).abs().max() / y.abs().max()).item() < 0.02
+    if getattr(w.quant_state, "packing_format_for_cpu", False):
+        after = ns["dequantize_and_merge"](layer)
+        assert ((x @ after.T - y).abs().max() / y.abs().max()).item() > 0.1, \
+            "bitsandbytes no longer corrupts dequantize_4bit after a CPU forward: update the lesson's warning"
+
+
+def test_reference_server_equals_single_adapter_on_random_adapters():
+    from course.generation import chat_prompt, generate, stop_token_ids
+    from course.loading import load_tokenizer
+    from course.tinyworld import tasks
+
+    prelude = ("import torch\nfrom course.generation import chat_prompt, stop_token_ids\nTEMPLATE = 'chatml'\n")
+    ns = solution_namespace(NB2, {"generate_mixed", "adapter_server"}, prelude)
+    tok = load_tokenizer("tiny")
+    model = _random_peft(seed=1)
+    server = ns["AdapterServer"](model, tok, max_batch=5, max_new_tokens=10)
+    for t in ("a", "b", "c"):
+        server.tenants[t] = t
+    ex = tasks.examples("heldout", ["units", "addition"])[::9]
+    reqs = [(["a", None, "b", "c"][i % 4], e.instruction) for i, e in enumerate(ex)]
+    got = server.answer(reqs)
+    assert server.batches == -(-len(reqs) // 5)
+    for (t, instr), g in zip(reqs, got):
+        prompt = chat_prompt(tok, instr, "chatml")
+        if t is None:
+            with model.disable_adapter():
+                want = generate(model, tok, [prompt], 10)[0]
+        else:
+            model.set_adapter(t)
+            want = generate(model, tok, [prompt], 10)[0]
+        assert g == want, (t, instr, g, want)
+    assert len({g for g in got}) > 3, "random adapters should answer differently (else this test proves little)"
+    assert stop_token_ids(tok)
+
+
+@pytest.mark.parametrize("name,n,r,slots", [("llama-3-8b", 100, 16, 8), ("llama-2-70b", 7, 64, 32), ("tiny", 3, 8, 1)])
+def test_reference_serving_memory_against_course_memory(name, n, r, slots):
+    from course.memory import count_params, estimate, lora_params, model_spec
+
+    ns = solution_namespace(NB2, {"serving_memory"},
+                            "from course.memory import count_params, lora_params, model_spec\n")
+    m = ns["serving_memory"](name, n_adapters=n, r=r, gpu_slots=slots)
+    spec = model_spec(name)
+    one = lora_params(spec, r) * 2
+    assert m["adapter"] == one == estimate(spec, "lora", r=r, adapter_dtype="bf16").components["lora_adapters"]
+    assert m["base"] == count_params(spec) * 2
+    assert m["gpu"] == m["base"] + min(slots, n) * one and m["host"] == n * one
+    assert m["all_resident"] == m["base"] + n * one
+
+
+@pytest.mark.slow
+def test_benchmark_prints_swap_and_merge_figures():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "adapter_serving.py"), "--repeats", "2",
+                          "--batch", "4", "--seq", "8"], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    for line in ("set_adapter (loaded)", "hotswap_adapter (disk -> slot)", "reload base + adapter",
+                 "ratio unmerged / merged:", "ratio per-adapter / mixed:"):
+        assert line in out.stdout, line
+    diff = float(out.stdout.split("max |Δlogit| ")[1].split(")")[0])
+    assert diff < 1e-3, "merged and unmerged forward must agree to fp32 rounding"
