@@ -9,7 +9,7 @@
 # # Day 5 · 1 — Inference with an adapter, and merging it
 #
 # Friday in the seed's cadence: *inference with adapter; merge; compare base vs fine-tuned outputs.* The Lab 02
-# deliverable is an adapter folder of a few hundred kilobytes (tiny) or ~100 MB (Mistral-7B) that only means
+# deliverable is an adapter folder, a small fraction of the base's size (measured below), that only means
 # something on top of its base. This notebook:
 #
 # 1. trains a small task adapter in place (the stand-in for Day 4's output), saves it, and loads **base + adapter**
@@ -40,6 +40,7 @@ from peft import PeftModel
 
 from course.generation import answer, chat_prompt
 from course.loading import load_base, load_tokenizer
+from course.memory import nf4_bits_per_param
 from course.tinyworld import tasks
 from course.training import lora_config, train_sft
 
@@ -251,7 +252,7 @@ with torch.no_grad():
     diff16 = (m16(**probe).logits.float() - u16(**probe).logits.float()).abs().max().item()
     update = (ref_logits - plain_base(**probe).logits).abs().max().item()
 scale = ref_logits.abs().max().item()
-TOL = 1e-5 * scale          # stated tolerance for fp32: 1e-5 of the logits' scale (≈ 84 fp32 epsilons)
+TOL = 1e-5 * scale          # stated tolerance for fp32: 1e-5 of the logits' scale
 print(f"logit scale max|z| = {scale:.2f}; the adapter changes logits by up to {update:.2f}")
 print(f"fp32 merged vs unmerged: max diff {diff32:.2e} = {diff32 / scale / torch.finfo(torch.float32).eps:.1f} "
       f"eps × scale; tolerance {TOL:.2e} -> {'within' if diff32 <= TOL else 'OUTSIDE'}")
@@ -307,7 +308,7 @@ print(f"the adapter adds {extra:,} parameters ({extra / base_params:.1%} of the 
 #   again** to NF4 — most entries of the update are smaller than the gap between NF4 levels, so the rounding
 #   distorts it (by how much is measured below);
 # - **dequantize first** (`model.dequantize()`, then merge): $\text{deq}(Q(W_0)) + sBA$ kept in fp32/bf16 —
-#   the reference up to rounding, at 16/32 bits per weight instead of ~4.1;
+#   the reference up to rounding, at 16/32 bits per weight instead of about four;
 # - **onto the original full-precision $W_0$**: differs from the reference by the base's quantization error,
 #   which the adapter never saw in QLoRA training.
 #
@@ -377,8 +378,9 @@ assert torch.allclose(dequantize_and_merge(_layer), bnbF.dequantize_4bit(_w.data
 # %% [markdown]
 # ### Two things the 4-bit kernels do behind your back (measured on this machine)
 #
-# **How a 4-bit layer is computed depends on the hardware.** On a GPU bitsandbytes dequantizes to
-# `bnb_4bit_compute_dtype` and multiplies. On a CPU with AVX-512 BF16, bitsandbytes 0.50 uses a fused kernel that
+# **How a 4-bit layer is computed depends on the hardware.** On a GPU bitsandbytes computes in
+# `bnb_4bit_compute_dtype` (dequantize then matmul, or a fused kernel for one-token decoding). On a CPU with
+# AVX-512 BF16, bitsandbytes 0.50 uses a fused kernel that
 # casts the input and the block scales to **bf16** whatever the compute dtype says — and, on the layer's **first
 # inference forward**, it **repacks the weight bytes in place** into that kernel's layout
 # (`quant_state.packing_format_for_cpu = True`). After that, `dequantize_4bit(weight.data, quant_state)` reads the
@@ -403,7 +405,7 @@ print(f"x @ (merged after the forward)ᵀ  vs the 4-bit layer: relative max diff
 # %% [markdown]
 # Now the three merges, whole-model, against the 4-bit model with its adapter (the model QLoRA trained and
 # evaluated): max logit difference, exact match on the held-out prompts, and bits per stored weight of a projection
-# (codes only; NF4 adds its block scales, ≈ 0.127 bits with double quantization). Every model is freshly loaded and
+# (codes only; NF4 adds its block scales, printed below). Every model is freshly loaded and
 # merged before its first forward; the last row shows the trap above at model scale.
 
 # %%
@@ -422,6 +424,7 @@ ways = {"4-bit base + adapter (reference)": lambda: fresh_4bit_model(),
         "merged into 4-bit after a forward": into_4bit_after_serving}
 with torch.no_grad():
     q_ref = ways["4-bit base + adapter (reference)"]()(**probe).logits
+print(f"NF4 block scales with double quantization: {nf4_bits_per_param(double_quant=True) - 4:.3f} extra bits/weight")
 print(f"{'':34} {'max |Δlogit|':>12} {'exact match':>11} {'bits/weight':>11}")
 for name, build in ways.items():
     m = build().eval()

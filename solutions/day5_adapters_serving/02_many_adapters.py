@@ -498,8 +498,8 @@ for n in (100, 1000, 10_000):
 #   knowledge, or changes faster than you can retrain, retrieve it.
 #
 # **Takeaways**
-# - Adapters with one configuration share one base: `load_adapter` + `set_adapter` switch in microseconds once
-#   loaded; `hotswap_adapter` replaces a slot's weights in place; reloading the base is the slow path.
+# - Adapters with one configuration share one base: once loaded, `set_adapter` switches without moving any weights;
+#   `hotswap_adapter` replaces a slot's weights in place; reloading the base is the slow path.
 # - Mixed batches (`adapter_names=`) serve many tenants in one forward pass, each row equal to its adapter alone.
 # - 100 r=16 adapters on a 7B base fit in GPU memory next to it, but they cost KV cache; page cold ones from host
 #   memory (S-LoRA), compute mixed batches with fused kernels (Punica), or use vLLM's multi-LoRA, which does both.
