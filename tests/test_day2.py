@@ -23,7 +23,7 @@ def cells(src):
     return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
 
 
-def solution_namespace(src, grade_ids, prelude="import math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n",
+def solution_namespace(src, grade_ids, prelude="import contextlib\nimport io\nimport math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n",
                        **names):
     """Execute the cells with these grade_ids (reference solutions, given code) into one namespace, in order."""
     ns: dict = dict(names)

@@ -32,6 +32,8 @@ from course.notebook import setup
 profile = setup(PROFILE)
 
 # %%
+import contextlib
+import io
 import math
 
 import torch
@@ -380,8 +382,9 @@ def train_reward_model(pairs, steps=30, batch_size=16, lr=2e-3, seed=0):
 
 def sft_policy(steps=30, seed=0):
     """The SFT starting point: a full fine-tune with trl's SFTTrainer, returned as a fresh model."""
-    trained, _ = train_sft(load_base(profile), tokenizer, examples("train"), lora=None, max_steps=steps,
-                           learning_rate=2e-3, seed=seed)
+    with contextlib.redirect_stdout(io.StringIO()):          # trl prints one log line per step
+        trained, _ = train_sft(load_base(profile), tokenizer, examples("train"), lora=None, max_steps=steps,
+                               learning_rate=2e-3, seed=seed)
     model = load_base(profile)                     # a fresh module: trl patches the trained one's forward in place
     model.load_state_dict(trained.state_dict())
     return model
