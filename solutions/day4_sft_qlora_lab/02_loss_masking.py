@@ -67,6 +67,7 @@ def tokenize_pairs(tokenizer, batch_examples, max_length=128):
     return padded["input_ids"], padded["attention_mask"], torch.tensor(prompt_lengths)
 
 
+# %%
 input_ids, attention_mask, prompt_lengths = tokenize_pairs(tok, train[:4])
 print("input_ids", tuple(input_ids.shape), "prompt lengths", prompt_lengths.tolist(),
       "real lengths", attention_mask.sum(1).tolist())
@@ -114,6 +115,7 @@ def trl_labels(batch_examples, assistant_only=False):
     return batch["input_ids"], batch["labels"]
 
 
+# %%
 trl_ids, trl_lab = trl_labels(train[:4])
 print("same input_ids as trl:", torch.equal(trl_ids, input_ids), "· same labels as trl:", torch.equal(trl_lab, labels))
 

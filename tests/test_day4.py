@@ -1,0 +1,231 @@
+"""Day 4 (SFT data, loss masking, the QLoRA lab): structure of the sources and planted bugs; the reference solutions
+against the tokenizer and trl on other inputs; course.kbit; the lab script on 2 CPU processes and resumed after a
+kill; the GPU benchmark's dry run. Full autograde + mutants: tests/test_days_autograde.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+
+import jupytext
+import pytest
+import torch
+import yaml
+
+from course.paths import AUTOGRADER, ROOT, SOLUTIONS
+
+DAY = "day4_sft_qlora_lab"
+SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
+TEMPLATES_NB, MASKING_NB, LAB_NB = (SOLUTIONS / DAY / f"{n}.py" for n in
+                                    ("01_sft_data_and_templates", "02_loss_masking", "03_qlora_lab"))
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+       "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+
+
+def cells(src):
+    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
+
+
+def solution_namespace(src, grade_ids, prelude="", **names):
+    ns: dict = dict(names)
+    exec(prelude, ns)
+    for meta, source in cells(src):
+        if meta.get("grade_id") in grade_ids:
+            exec(source, ns)
+    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
+    assert not missing, f"no cells {missing} in {src.name}"
+    return ns
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from course.loading import load_tokenizer
+
+    return load_tokenizer("tiny")
+
+
+def test_three_notebooks():
+    assert [s.stem for s in SOURCES] == ["01_sft_data_and_templates", "02_loss_masking", "03_qlora_lab"]
+
+
+@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
+def test_exercises_have_split_tests_and_two_planted_bugs(src):
+    cs = cells(src)
+    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
+    assert exercises, "every notebook has at least one exercise"
+    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
+    for ex in exercises:
+        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
+    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
+    assert len(ids) == len(set(ids)), "grade_ids are unique"
+    for m, s in cs:
+        if m.get("grade"):
+            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
+    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
+    per_ex = Counter(m["exercise"] for m in mutants)
+    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
+    for ex in exercises:
+        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
+    for m in mutants:
+        for r in m["replace"]:
+            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
+
+
+def random_conversation(rng):
+    words = ["capital", "Peru", "opposite", "mouse", "2 plus 3", "meters", "Lima.", "is", "the", "?", "\n", "ok"]
+    text = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(1, 8)))  # noqa: E731
+    msgs = [{"role": "system", "content": text()}] if rng.random() < 0.4 else []
+    for i in range(rng.randint(1, 3)):
+        msgs.append({"role": "user", "content": text()})
+        if rng.random() < 0.8:
+            msgs.append({"role": "assistant", "content": text()})
+    return msgs
+
+
+def test_reference_templates_equal_tokenizer_on_random_conversations(tok):
+    from course.tinyworld.templates import ALPACA_PREAMBLE
+
+    ns = solution_namespace(TEMPLATES_NB, {"render_chatml", "render_alpaca", "render_llama3"},
+                            ALPACA_PREAMBLE=ALPACA_PREAMBLE)
+    rng = random.Random(0)
+    for _ in range(40):
+        msgs = random_conversation(rng)
+        gen = msgs[-1]["role"] != "assistant" and rng.random() < 0.7
+        for name, render in [("chatml", ns["render_chatml"]), ("llama3", ns["render_llama3"]),
+                             ("alpaca", lambda m, **k: ns["render_alpaca"](m, tok.eos_token, **k))]:
+            want = tok.apply_chat_template(msgs, chat_template=name, tokenize=False, add_generation_prompt=gen)
+            assert render(msgs, add_generation_prompt=gen) == want, (name, msgs)
+
+
+def test_reference_labels_equal_trl_and_loss_equals_model(tok):
+    from course.loading import load_base
+    from course.tinyworld.tasks import examples
+    from course.training import conversational
+
+    import torch.nn.functional as F  # noqa: N812
+
+    base = load_base("tiny")
+    ns = solution_namespace(MASKING_NB, {"mask_labels", "sft_loss"}, "import torch\n", F=F)
+    glb = {"conversational": conversational, "tok": tok, "base": base}
+    exec("import tempfile\nimport torch\nfrom datasets import Dataset\nfrom trl import SFTConfig, SFTTrainer\n", glb)
+    given = [s for _, s in cells(MASKING_NB) if s.startswith(("def tokenize_pairs", "def trl_labels"))]
+    assert len(given) == 2, "the notebook's given tokenize_pairs and trl_labels cells"
+    for c in given:
+        exec(c, glb)
+    ex = examples("heldout", families=["sound", "addition", "capital"])[::9][:7]
+    ids, am, pl = glb["tokenize_pairs"](tok, ex)
+    ref_ids, ref = glb["trl_labels"](ex)
+    labels = ns["mask_labels"](ids, am, pl)
+    assert torch.equal(ref_ids, ids) and torch.equal(labels, ref)
+    with torch.no_grad():
+        out = base(input_ids=ids, attention_mask=am, labels=labels)
+    assert abs(ns["sft_loss"](out.logits, labels).item() - out.loss.item()) < 1e-5
+
+
+def test_kbit_keeps_4bit_gradients_right_after_inference():
+    """After a generate-like forward, the backward through 4-bit layers equals a fresh model's (course.kbit)."""
+    from course.kbit import keep_training_layout, repacked_layers
+    from course.loading import load_base, load_tokenizer
+
+    tok = load_tokenizer("tiny")
+    enc = tok(["The capital of France is Paris. The opposite of hot is cold."], return_tensors="pt")
+
+    def emb_grad(m):
+        e = m.model.embed_tokens.weight
+        e.requires_grad_(True)
+        m(**enc, labels=enc["input_ids"]).loss.backward()
+        return e.grad.clone()
+
+    fresh = emb_grad(load_base("tiny", quantize=True))
+    fixed = load_base("tiny", quantize=True)
+    assert keep_training_layout(fixed) == 28
+    fixed.eval()
+    with torch.no_grad():
+        fixed(**enc)
+    assert repacked_layers(fixed) == 0
+    fixed.train()
+    assert torch.allclose(emb_grad(fixed), fresh, atol=1e-6)
+    broken = load_base("tiny", quantize=True)
+    broken.eval()
+    with torch.no_grad():
+        broken(**enc)
+    if repacked_layers(broken):                    # this CPU has the AVX-512 BF16 kernel: the trap is real here
+        broken.train()
+        rel = ((emb_grad(broken) - fresh).norm() / fresh.norm()).item()
+        assert rel > 0.1, f"expected the repacked layout to corrupt the backward (relative error {rel:.3f})"
+        keep_training_layout(broken)               # undoing the repack restores right gradients
+        broken.model.embed_tokens.weight.grad = None
+        rel_fixed = ((emb_grad(broken) - fresh).norm() / fresh.norm()).item()
+        assert rel_fixed < 0.05, rel_fixed
+
+
+def run_lab(*args, launcher=None, timeout=420):
+    cmd = (launcher or [sys.executable]) + [str(ROOT / "scripts" / "qlora_lab.py"), "--profile", "tiny",
+                                            "--threads", "1", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=ENV)
+
+
+def result_of(proc):
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert lines, f"no RESULT line (rc {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def lab_schedule():
+    return solution_namespace(LAB_NB, {"schedule"}, "import math\n")["schedule"]
+
+
+@pytest.mark.slow
+def test_lab_two_cpu_processes_ddp(tmp_path):
+    """accelerate launch, 2 processes on the CPU (gloo): data sharded, replicas equal, the step count halves."""
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml")]
+    proc = run_lab("--output-dir", str(tmp_path / "ddp"), "--max-train-examples", "64", "--no-eval", launcher=launcher)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = result_of(proc)
+    schedule = lab_schedule()
+    assert r["world_size"] == 2 and r["backend"] == "gloo" and r["replicas_equal"] is True
+    assert r["max_steps"] == r["global_step"] == schedule(64, 8, 2, world_size=2)[0] == 2
+    assert r["effective_batch"] == 32 and (tmp_path / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_lab_resumes_from_last_checkpoint_after_kill(tmp_path):
+    out = tmp_path / "run"
+    killed = run_lab("--output-dir", str(out), "--max-steps", "6", "--save-steps", "2", "--kill-after-step", "4",
+                     "--no-eval")
+    assert killed.returncode == -9, f"the run should die by SIGKILL after checkpoint 4; rc {killed.returncode}"
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    assert not (out / "adapter").exists(), "a killed run never reaches the final save"
+    resumed = result_of(run_lab("--output-dir", str(out), "--max-steps", "6", "--save-steps", "2", "--resume"))
+    assert resumed["resumed_from"].endswith("checkpoint-4") and resumed["global_step"] == 6
+    straight = result_of(run_lab("--output-dir", str(tmp_path / "straight"), "--max-steps", "6", "--no-eval"))
+    for step in ("5", "6"):                        # same data order, optimizer and schedule state after resuming
+        assert abs(resumed["losses"][step] - straight["losses"][step]) < 1e-4, (step, resumed["losses"], straight["losses"])
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_dry_run(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "qlora_gpu.py"), "--dry-run", "--steps", "1",
+                           "--workdir", str(tmp_path), "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=ENV)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    from course.memory import lora_params, model_spec
+
+    assert [row["seq_len"] for row in r["rows"]] == [32, 64]
+    assert r["trainable"] == lora_params(model_spec(_tiny_fields()), 16), "LoRA r=16 on the seven projections"
+    for row in r["rows"]:
+        assert row["tokens_per_second"] > 0 and row["estimate_bytes"] > 0 and row["dolly_optimizer_steps"] == 892
+
+
+def _tiny_fields():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import qlora_gpu
+
+    return qlora_gpu.TINY_MISTRAL
