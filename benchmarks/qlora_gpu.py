@@ -152,7 +152,7 @@ def main(argv=None):
         peak = torch.cuda.max_memory_allocated() if cuda else None
         est = estimate(spec, method="qlora", optimizer="paged_adamw_8bit", seq_len=seq, batch=batch,
                        grad_checkpointing=True, r=a100.lora_r, adapter_dtype="bf16" if cuda else "fp32")
-        n_train = math.ceil(DOLLY_RECORDS * 0.95)         # course.loading holds out 5 %
+        n_train = DOLLY_RECORDS - math.ceil(DOLLY_RECORDS * 0.05)   # course.loading holds out 5 % (datasets rounds it up)
         opt_steps = math.ceil(math.ceil(n_train / a100.per_device_batch_size) / a100.gradient_accumulation_steps)
         epoch_s = opt_steps * a100.gradient_accumulation_steps * step_s * (a100.per_device_batch_size / batch)
         row = {"seq_len": seq, "step_seconds": step_s, "tokens_per_second": batch * seq / step_s,
