@@ -4,63 +4,26 @@ seeds 0–2. Full autograde + mutants: tests/test_days_autograde.py."""
 
 from __future__ import annotations
 
-from collections import Counter
 
-import jupytext
 import pytest
 import torch
-import yaml
 
-from course.paths import AUTOGRADER, SOLUTIONS
+from course.authoring.reference import cell_source, solution_namespace
+from course.paths import SOLUTIONS
 
 DAY = "day2_rlhf"
 SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
 RM_SRC, PPO_SRC, COST_SRC = (SOLUTIONS / DAY / f"{n}.py" for n in
                              ("01_reward_model", "02_ppo_and_reward_hacking", "03_rlhf_cost"))
+PRELUDE = ("import contextlib\nimport io\nimport math\nimport torch\nimport torch.nn as nn\n"
+           "import torch.nn.functional as F\n")
 
 
-def cells(src):
-    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
-
-
-def solution_namespace(src, grade_ids, prelude="import contextlib\nimport io\nimport math\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n",
-                       **names):
-    """Execute the cells with these grade_ids (reference solutions, given code) into one namespace, in order."""
-    ns: dict = dict(names)
-    exec(prelude, ns)
-    for meta, source in cells(src):
-        if meta.get("grade_id") in grade_ids:
-            exec(source, ns)
-    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
-    assert not missing, f"no cells {missing} in {src.name}"
-    return ns
 
 
 def test_three_notebooks():
     assert [s.stem for s in SOURCES] == ["01_reward_model", "02_ppo_and_reward_hacking", "03_rlhf_cost"]
 
-
-@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
-def test_exercises_have_split_tests_and_two_planted_bugs(src):
-    cs = cells(src)
-    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
-    assert exercises, "every notebook has at least one exercise"
-    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
-    for ex in exercises:
-        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
-    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
-    assert len(ids) == len(set(ids)), "grade_ids are unique"
-    for m, s in cs:
-        if m.get("grade"):
-            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
-    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
-    per_ex = Counter(m["exercise"] for m in mutants)
-    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
-    for ex in exercises:
-        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
-    for m in mutants:
-        for r in m["replace"]:
-            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
 
 
 # ---------------------------------------------------------------- notebook 1: equal to trl on other pairs
@@ -77,9 +40,9 @@ def test_reference_reward_loss_equals_trl_reward_trainer():
 
     quiet()
     tok = load_tokenizer("tiny")
-    ns = solution_namespace(RM_SRC, {"last_non_pad_index", "bradley_terry_loss", "reward_batch_loss"})
+    ns = solution_namespace(RM_SRC, {"last_non_pad_index", "bradley_terry_loss", "reward_batch_loss"}, PRELUDE)
     ns["tokenizer"] = tok
-    exec(next(s for m, s in cells(RM_SRC) if m.get("grade_id") == "given_reward_model").split("torch.manual_seed(0)")[0], ns)
+    exec(cell_source(RM_SRC, "given_reward_model").split("torch.manual_seed(0)")[0], ns)
     torch.manual_seed(3)
     rm = ns["RewardModel"](load_base("tiny"), tok.pad_token_id)
     g = torch.Generator().manual_seed(0)
@@ -110,7 +73,7 @@ def test_reference_reward_loss_equals_trl_reward_trainer():
 
 def test_reference_gae_matches_the_explicit_sum():
     """A_t = Σ_k (γλ)^k δ_(t+k), written out, on random masked batches."""
-    ns = solution_namespace(PPO_SRC, {"gae_advantages"})
+    ns = solution_namespace(PPO_SRC, {"gae_advantages"}, PRELUDE)
     g = torch.Generator().manual_seed(5)
     r, v = torch.randn(4, 7, generator=g), torch.randn(4, 7, generator=g)
     lengths = [7, 3, 1, 5]
@@ -128,7 +91,7 @@ def test_reference_gae_matches_the_explicit_sum():
 
 
 def test_reference_clipped_surrogate_gradient_is_zero_exactly_where_clipped():
-    ns = solution_namespace(PPO_SRC, {"clipped_surrogate_loss"})
+    ns = solution_namespace(PPO_SRC, {"clipped_surrogate_loss"}, PRELUDE)
     g = torch.Generator().manual_seed(6)
     old = torch.randn(3, 50, generator=g)
     logp = (old + 0.5 * torch.randn(3, 50, generator=g)).requires_grad_(True)
@@ -158,12 +121,13 @@ def rlhf_world():
     quiet()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    ns = solution_namespace(PPO_SRC, LOOP_CELLS, profile="tiny", tokenizer=load_tokenizer("tiny"), load_base=load_base,
+    ns = solution_namespace(PPO_SRC, LOOP_CELLS, PRELUDE, profile="tiny", tokenizer=load_tokenizer("tiny"),
+                            load_base=load_base,
                             load_preference_data=load_preference_data, examples=examples, train_sft=train_sft,
                             judge_score=judge_score)
-    loop = next(s for m, s in cells(PPO_SRC) if m.get("grade_id") == "given_rlhf_loop")
+    loop = cell_source(PPO_SRC, "given_rlhf_loop")
     exec(loop.split("policy, log = rlhf(")[0], ns)                 # the loop and reward functions, not the run
-    exec(next(s for m, s in cells(PPO_SRC) if m.get("grade_id") == "given_flawed_reward_model"), ns)
+    exec(cell_source(PPO_SRC, "given_flawed_reward_model"), ns)
     return ns
 
 
@@ -205,7 +169,7 @@ def test_reward_hacking_and_the_kl_leash(rlhf_world, seed):
 def test_reference_cost_counts_on_other_models():
     from course.memory import count_params, estimate, model_spec, weight_bytes
 
-    ns = solution_namespace(COST_SRC, {"rlhf_memory", "ppo_passes"}, prelude="", estimate=estimate, weight_bytes=weight_bytes)
+    ns = solution_namespace(COST_SRC, {"rlhf_memory", "ppo_passes"}, estimate=estimate, weight_bytes=weight_bytes)
     spec = model_spec("llama-2-70b")
     mem = ns["rlhf_memory"](spec, optimizer="adamw_8bit", seq_len=256, batch=2)
     sft = estimate(spec, method="full", optimizer="adamw_8bit", seq_len=256, batch=2).total

@@ -9,14 +9,12 @@ import os
 import random
 import subprocess
 import sys
-from collections import Counter
 
-import jupytext
 import pytest
 import torch
-import yaml
 
-from course.paths import AUTOGRADER, ROOT, SOLUTIONS
+from course.authoring.reference import code_cells, solution_namespace
+from course.paths import ROOT, SOLUTIONS
 
 DAY = "day4_sft_qlora_lab"
 SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
@@ -26,19 +24,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM
        "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
 
 
-def cells(src):
-    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
-
-
-def solution_namespace(src, grade_ids, prelude="", **names):
-    ns: dict = dict(names)
-    exec(prelude, ns)
-    for meta, source in cells(src):
-        if meta.get("grade_id") in grade_ids:
-            exec(source, ns)
-    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
-    assert not missing, f"no cells {missing} in {src.name}"
-    return ns
 
 
 @pytest.fixture(scope="module")
@@ -51,28 +36,6 @@ def tok():
 def test_three_notebooks():
     assert [s.stem for s in SOURCES] == ["01_sft_data_and_templates", "02_loss_masking", "03_qlora_lab"]
 
-
-@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
-def test_exercises_have_split_tests_and_two_planted_bugs(src):
-    cs = cells(src)
-    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
-    assert exercises, "every notebook has at least one exercise"
-    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
-    for ex in exercises:
-        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
-    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
-    assert len(ids) == len(set(ids)), "grade_ids are unique"
-    for m, s in cs:
-        if m.get("grade"):
-            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
-    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
-    per_ex = Counter(m["exercise"] for m in mutants)
-    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
-    for ex in exercises:
-        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
-    for m in mutants:
-        for r in m["replace"]:
-            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
 
 
 def random_conversation(rng):
@@ -112,7 +75,7 @@ def test_reference_labels_equal_trl_and_loss_equals_model(tok):
     ns = solution_namespace(MASKING_NB, {"mask_labels", "sft_loss"}, "import torch\n", F=F)
     glb = {"conversational": conversational, "tok": tok, "base": base}
     exec("import tempfile\nimport torch\nfrom datasets import Dataset\nfrom trl import SFTConfig, SFTTrainer\n", glb)
-    given = [s for _, s in cells(MASKING_NB) if s.startswith(("def tokenize_pairs", "def trl_labels"))]
+    given = [s for _, s in code_cells(MASKING_NB) if s.startswith(("def tokenize_pairs", "def trl_labels"))]
     assert len(given) == 2, "the notebook's given tokenize_pairs and trl_labels cells"
     for c in given:
         exec(c, glb)
