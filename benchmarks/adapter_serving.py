@@ -20,34 +20,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from _models import build_base  # noqa: E402  (benchmarks/, on sys.path when run as a script)
+
+from course.timing import median_seconds  # noqa: E402
+
 TENANTS = ("t0", "t1", "t2")
 
 
-def build_base(kind: str):
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from course.loading import load_base
-    from course.paths import TINY_BASE
-
-    if kind == "tiny":
-        return load_base("tiny")
-    cfg = LlamaConfig.from_pretrained(TINY_BASE)          # same vocabulary, 4× wider, random weights
-    cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads = 512, 1536, 8, 4
-    cfg.head_dim = 64
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg)
-
-
-def median_ms(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+def median_ms(fn, repeats: int) -> float:
+    return median_seconds(fn, repeats) * 1e3
 
 
 def interleaved_ms(fns: dict, repeats: int) -> dict[str, float]:

@@ -17,36 +17,17 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from _models import build_base  # noqa: E402  (benchmarks/, on sys.path when run as a script)
+
 
 def load_solution_cells(grade_ids: tuple[str, ...]) -> dict:
-    import jupytext
-
+    """The reference ``LoRALinear`` / ``inject_lora`` (Day 1, notebook 2), executed from the solution's cells."""
+    from course.authoring.reference import solution_namespace
     from course.paths import SOLUTIONS
 
-    nb = jupytext.read(SOLUTIONS / "day1_lora_qlora" / "02_lora_from_scratch.py")
-    ns: dict = {}
-    exec("import math\nimport torch\nfrom torch import nn\n"
-         "TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')", ns)
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") in grade_ids:
-            exec(cell.source, ns)
-    return ns
-
-
-def build_base(kind: str):
-    import torch
-    from transformers import AutoModelForCausalLM, LlamaConfig
-
-    from course.loading import load_base
-    from course.paths import TINY_BASE
-
-    if kind == "tiny":
-        return load_base("tiny")
-    cfg = LlamaConfig.from_pretrained(TINY_BASE)          # same vocabulary, 4× wider, random weights
-    cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.num_key_value_heads = 512, 1536, 8, 4
-    cfg.head_dim = 64
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(cfg)
+    return solution_namespace(SOLUTIONS / "day1_lora_qlora" / "02_lora_from_scratch.py", grade_ids,
+                              "import math\nimport torch\nfrom torch import nn\n"
+                              "TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')")
 
 
 def main(argv=None) -> int:

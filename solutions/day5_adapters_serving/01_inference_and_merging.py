@@ -41,6 +41,7 @@ from peft import PeftModel
 from course.generation import answer, chat_prompt
 from course.loading import load_base, load_tokenizer
 from course.memory import nf4_bits_per_param
+from course.timing import median_seconds
 from course.tinyworld import tasks
 from course.training import lora_config, train_sft
 
@@ -268,25 +269,15 @@ print(f"greedy answers identical on {sum(a == b for a, b in zip(gens_merged, col
 # Merged, each projection is one matmul; unmerged, it is $W_0x$ plus $B(Ax)$ and the adapter bookkeeping. We time
 # the forward pass of a batch of held-out prompts, the two models interleaved (the machine is shared, so the ratio
 # is the figure; `benchmarks/adapter_serving.py` measures the same on a wider model and `docs/BENCHMARKS.md` records
-# it).
+# it). `median_seconds(fn, repeats)` (from `course.timing`) is the median wall time of `repeats` calls of `fn` after
+# one untimed warm-up call.
 
 # %%
-def median_seconds(fn, repeats=15):
-    """Median wall time of fn() over `repeats` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 batch = tokenizer([chat_prompt(tokenizer, e.instruction, TEMPLATE) for e in heldout[:32]], return_tensors="pt",
                   padding=True, add_special_tokens=False)
 with torch.no_grad():
-    t_unmerged = median_seconds(lambda: model(**batch))
-    t_merged = median_seconds(lambda: merged(**batch))
+    t_unmerged = median_seconds(lambda: model(**batch), 15)
+    t_merged = median_seconds(lambda: merged(**batch), 15)
 extra = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
 print(f"forward of {tuple(batch['input_ids'].shape)} tokens: unmerged {t_unmerged * 1e3:.2f} ms, merged "
       f"{t_merged * 1e3:.2f} ms -> unmerged/merged = {t_unmerged / t_merged:.2f}")

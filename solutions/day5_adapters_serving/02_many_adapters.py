@@ -30,7 +30,6 @@ from course.notebook import setup
 profile = setup(PROFILE)
 
 # %%
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from peft.utils.hotswap import hotswap_adapter
 from course.generation import answer, chat_prompt, generate, stop_token_ids
 from course.loading import load_base, load_tokenizer
 from course.memory import GB, MiB, count_params, lora_params, model_spec
+from course.timing import median_seconds
 from course.tinyworld import tasks
 from course.training import lora_config, train_sft
 
@@ -125,19 +125,10 @@ with torch.no_grad():
 # %% [markdown]
 # Now the latencies (median of repeats; the machine is shared, so read the orders of magnitude).
 # `benchmarks/adapter_serving.py` measures the same on a wider model and `docs/BENCHMARKS.md` records it.
+# `median_seconds(fn, repeats)` (from `course.timing`, as in notebook 1) is the median wall time of `repeats` calls
+# of `fn` after one untimed warm-up call.
 
 # %%
-def median_seconds(fn, repeats):
-    """Median wall time of fn() over `repeats` calls (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def load_then_delete():
     model.load_adapter(ADAPTERS["sound"], adapter_name="extra")
     model.delete_adapter("extra")
