@@ -33,6 +33,21 @@ def with_template(tokenizer, template: str | None):
     return tok
 
 
+def restore_forward(model):
+    """Undo trl's per-instance ``forward`` patch (its fused LM head) on ``model`` and its submodules; return model.
+
+    trl replaces ``model.forward`` with a closure over the *original* model's bound forward, so a ``copy.deepcopy``
+    of a trained model would silently compute with the original's weights (and give its own parameters no
+    gradient). Without the patch the class's ``forward`` runs, which is what trl calls for ordinary forwards anyway.
+    """
+    for m in model.modules():
+        f = m.__dict__.get("forward")
+        code = getattr(getattr(f, "__func__", None), "__code__", None)      # functools.wraps keeps the old __name__
+        if code is not None and code.co_name == "_fused_forward":
+            del m.__dict__["forward"]
+    return model
+
+
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, targets="all-linear"):
     from peft import LoraConfig
 
@@ -54,6 +69,9 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
     # trl's SFTConfig defaults to bf16=True, which on a CPU trains a float32 model under bf16 autocast; follow the
     # model's own dtype instead (the tiny profile is float32, the a100 profile loads bf16)
     config.setdefault("bf16", next(model.parameters()).dtype == torch.bfloat16)
+    # trl's configs also default to gradient checkpointing, which re-runs every forward in the backward pass: a
+    # memory saving a tiny CPU model does not need (it costs ~1.7x per step there); pass True for a large model
+    config.setdefault("gradient_checkpointing", False)
     args = SFTConfig(
         output_dir=out, max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         lr_scheduler_type=scheduler, warmup_steps=warmup_ratio,  # transformers 5: a float < 1 is a ratio
@@ -71,7 +89,7 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     # accelerate wraps forward in autocast for mixed precision; hand back the plain model, which computes exactly
     # what it computes after save_pretrained / from_pretrained
-    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    model = restore_forward(trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False))
     model.eval()
     model.config.use_cache = True        # trl turns the KV cache off for training; generation wants it back
     return model, losses

@@ -33,132 +33,35 @@ import copy
 import time
 
 import torch
-import torch.nn.functional as F
 
+from course.alignment import fit_reward_model
 from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
 from course.plotting import plot_curves, plt
 from course.tinyworld import preferences as tw_prefs
 from course.tinyworld import tasks
+from course.training import train_sft
 
 tokenizer = load_tokenizer(profile)
 train_examples, heldout_examples = tasks.examples("train"), tasks.examples("heldout")
 train_prefs = tw_prefs.preferences("train")
 
 # %% [markdown]
-# Given code, as in notebook 1: tokenisation with `-100` on prompt and padding, a plain SFT loop, and the reward
-# model (trained on the 651 training pairs; its held-out accuracy was measured in notebook 1).
-
-# %% nbgrader={"grade": false, "grade_id": "given_sft_pieces", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def chat_ids(messages, add_generation_prompt=False):
-    return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                         add_generation_prompt=add_generation_prompt)["input_ids"]
-
-
-def encode(prompt, response):
-    """(token ids of prompt+response in ChatML, number of prompt tokens)."""
-    p = chat_ids([{"role": "user", "content": prompt}], add_generation_prompt=True)
-    full = chat_ids([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
-    assert full[:len(p)] == p, "the prompt's tokens must be a prefix of prompt+response"
-    return full, len(p)
-
-
-def collate(encoded):
-    """[(ids, prompt_len)] -> input_ids, attention_mask, labels (N, T): right-padded, -100 on prompt and padding."""
-    T = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), T), tokenizer.pad_token_id)
-    attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)
-    labels = torch.full((len(encoded), T), -100)
-    for i, (ids, n_prompt) in enumerate(encoded):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention_mask[i, :len(ids)] = 1
-        labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def sft_train(model, examples, steps, lr=1e-3, batch_size=16, seed=0):
-    """Plain SFT loop: sampled batches (seeded), AdamW, linear decay to 0. Returns the per-step losses."""
-    encoded = [encode(e.instruction, e.response) for e in examples]
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(len(encoded), (batch_size,), generator=g).tolist()
-        loss = model(**collate([encoded[i] for i in idx])).loss
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    model.eval()
-    return losses
-
-
+# Given code, as in notebook 1: the reward model (`course.alignment.FrozenFeatureRewardModel`, a linear
+# Bradley–Terry head on the frozen base's features, fitted to the training pairs; notebook 1 measured its held-out
+# accuracy) and an SFT policy from `course.training.train_sft` (full fine-tune, notebook 1's settings).
 
 # %% nbgrader={"grade": false, "grade_id": "given_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
-feature_model = load_base(profile).eval()
-
-
-@torch.no_grad()
-def rm_features(prompts, responses, batch_size=128):
-    """(N,) prompts and responses -> (N, 2·d) frozen features: last-token hidden state ‖ mean over response tokens."""
-    feats = []
-    for i in range(0, len(prompts), batch_size):
-        b = collate([encode(p, r) for p, r in zip(prompts[i:i + batch_size], responses[i:i + batch_size])])
-        h = feature_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                          output_hidden_states=True).hidden_states[-1]                # (n, T, d)
-        last = b["attention_mask"].sum(-1) - 1
-        resp = (b["labels"] != -100).unsqueeze(-1).float()
-        feats.append(torch.cat([h[torch.arange(len(h)), last], (h * resp).sum(1) / resp.sum(1)], -1))
-    return torch.cat(feats)
-
-
-class RewardModel(torch.nn.Module):
-    def __init__(self, dim):
-        super().__init__()
-        self.head = torch.nn.Linear(dim, 1)
-
-    def forward(self, features):                                                    # (N, 2d) -> (N,)
-        return self.head(features).squeeze(-1)
-
-    def score(self, prompts, responses):
-        with torch.no_grad():
-            return self(rm_features(prompts, responses))
-
-
-def train_reward_model(pairs, epochs=200, lr=1e-2, seed=0):
-    torch.manual_seed(seed)
-    fc = rm_features([p.prompt for p in pairs], [p.chosen for p in pairs])
-    fr = rm_features([p.prompt for p in pairs], [p.rejected for p in pairs])
-    mu, sd = torch.cat([fc, fr]).mean(0), torch.cat([fc, fr]).std(0) + 1e-6
-    rm = RewardModel(fc.shape[1])
-    with torch.no_grad():                                          # fold the feature standardisation into the head
-        rm.head.weight.zero_()
-    opt = torch.optim.Adam(rm.parameters(), lr=lr)
-    for _ in range(epochs):
-        loss = -F.logsigmoid(rm((fc - mu) / sd) - rm((fr - mu) / sd)).mean() + 1e-3 * rm.head.weight.pow(2).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        w = rm.head.weight / sd
-        rm.head.bias -= (w * mu).sum()
-        rm.head.weight.copy_(w)
-    return rm.eval(), loss.item()
-
-
 t0 = time.perf_counter()
-reward_model, rm_loss = train_reward_model(train_prefs)
+reward_model, rm_loss = fit_reward_model(load_base(profile), tokenizer, train_prefs)
 print(f"reward model: final Bradley–Terry loss {rm_loss:.3f} ({time.perf_counter() - t0:.1f} s)")
 
 # %%
-SFT_STEPS, SFT_LR = 100, 1.2e-3
+SFT_STEPS, SFT_LR = 50, 1.2e-3
 t0 = time.perf_counter()
-policy = load_base(profile)
-sft_losses = sft_train(policy, train_examples, SFT_STEPS, lr=SFT_LR, seed=0)
+torch.manual_seed(0)
+policy, sft_losses = train_sft(load_base(profile), tokenizer, train_examples, lora=None, max_steps=SFT_STEPS,
+                               learning_rate=SFT_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=0)
 print(f"SFT policy: {SFT_STEPS} steps, loss {sft_losses[0]:.3f} -> {sft_losses[-1]:.3f} ({time.perf_counter() - t0:.1f} s)")
 
 # %% [markdown]
@@ -169,7 +72,7 @@ print(f"SFT policy: {SFT_STEPS} steps, loss {sft_losses[0]:.3f} -> {sft_losses[-
 
 # %%
 N_MAX, TEMPERATURE = 16, 1.0
-questions = heldout_examples[::3]                                                  # 73 held-out questions
+questions = heldout_examples[::4]                                    # every fourth held-out question (count printed)
 
 
 def sample_and_score(model, examples, n, seed=0):
@@ -310,12 +213,12 @@ plt.show()
 #
 # ## 3. One round of rejection-sampling fine-tuning
 #
-# Best-of-16 answers to 64 *training* questions become SFT data; the policy trains on them for 30 steps. Control:
+# Best-of-16 answers to 48 *training* questions become SFT data; the policy trains on them for 20 steps. Control:
 # the same round on the first (unselected) sample of each question, so that any gain can be credited to the
 # selection rather than to the extra steps. Measured on all 219 held-out questions, greedy.
 
 # %%
-ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = train_examples[::10][:64], 30, 3e-4
+ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = train_examples[::10][:48], 20, 3e-4
 t0 = time.perf_counter()
 r_samples, r_rewards, _ = sample_and_score(policy, ROUND_QUESTIONS, N_MAX, seed=1)
 best_idx = best_of_n(r_rewards, N_MAX)
@@ -340,8 +243,8 @@ round_results = {"before": heldout_report(policy)}
 for name, data in datasets_.items():
     print(f"{name:13} data: judge {judge_scores(ROUND_QUESTIONS, [d.response for d in data]).mean():.3f}, "
           f"exact {tasks.exact_match(ROUND_QUESTIONS, [d.response for d in data]):.3f}")
-    m = copy.deepcopy(policy)
-    sft_train(m, data, ROUND_STEPS, lr=ROUND_LR, seed=0)
+    m, _ = train_sft(copy.deepcopy(policy), tokenizer, data, lora=None, max_steps=ROUND_STEPS, learning_rate=ROUND_LR,
+                     batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=0)
     round_results["after " + name] = heldout_report(m)
 print(f"(round: {time.perf_counter() - t0:.1f} s)\n{'held-out, greedy':22}{'exact':>8}{'judge':>8}{'reward':>8}")
 for k, r in round_results.items():

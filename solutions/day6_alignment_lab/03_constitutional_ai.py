@@ -34,84 +34,34 @@ import re
 import time
 
 import torch
-from datasets import Dataset
-from transformers import PrinterCallback
-from trl import DPOConfig, DPOTrainer
 
+from course.alignment import train_dpo
 from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
 from course.plotting import plot_bars, plt
 from course.tinyworld import preferences as tw_prefs
 from course.tinyworld import tasks
+from course.training import train_sft
 
 tokenizer = load_tokenizer(profile)
 train_examples, heldout_examples = tasks.examples("train"), tasks.examples("heldout")
 
 # %% [markdown]
-# Given code: tokenisation and a plain SFT loop, as in notebooks 1 and 2.
-
-# %% nbgrader={"grade": false, "grade_id": "given_sft_pieces", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def chat_ids(messages, add_generation_prompt=False):
-    return tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True,
-                                         add_generation_prompt=add_generation_prompt)["input_ids"]
-
-
-def encode(prompt, response):
-    """(token ids of prompt+response in ChatML, number of prompt tokens)."""
-    p = chat_ids([{"role": "user", "content": prompt}], add_generation_prompt=True)
-    full = chat_ids([{"role": "user", "content": prompt}, {"role": "assistant", "content": response}])
-    assert full[:len(p)] == p, "the prompt's tokens must be a prefix of prompt+response"
-    return full, len(p)
-
-
-def collate(encoded):
-    """[(ids, prompt_len)] -> input_ids, attention_mask, labels (N, T): right-padded, -100 on prompt and padding."""
-    T = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), T), tokenizer.pad_token_id)
-    attention_mask = torch.zeros((len(encoded), T), dtype=torch.long)
-    labels = torch.full((len(encoded), T), -100)
-    for i, (ids, n_prompt) in enumerate(encoded):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention_mask[i, :len(ids)] = 1
-        labels[i, n_prompt:len(ids)] = torch.tensor(ids[n_prompt:])
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-
-
-def sft_train(model, examples, steps, lr=1e-3, batch_size=16, seed=0):
-    """Plain SFT loop: sampled batches (seeded), AdamW, linear decay to 0. Returns the per-step losses."""
-    encoded = [encode(e.instruction, e.response) for e in examples]
-    g = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / steps)
-    model.train()
-    losses = []
-    for _ in range(steps):
-        idx = torch.randint(len(encoded), (batch_size,), generator=g).tolist()
-        loss = model(**collate([encoded[i] for i in idx])).loss
-        loss.backward()
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        losses.append(loss.item())
-    model.eval()
-    return losses
-
-
-# %% [markdown]
 # ## 1. A chatty policy
 #
-# To have something to fix, the starting policy is fine-tuned on answers of which about half end in a pleasantry
+# To have something to fix, the starting policy is fine-tuned on answers of which about four in five end in a pleasantry
 # from the tiny world's filler list ("I hope this helps." …) — the kind of habit a model picks up from web chat data.
+# Fine-tuning is the course's `course.training.train_sft` (full fine-tune, notebook 1's settings).
 
 # %%
 rng = random.Random(0)
-chatty_data = [tasks.Example(e.instruction, "", e.response + (" " + rng.choice(tw_prefs.FILLER) if rng.random() < 0.5 else ""),
+chatty_data = [tasks.Example(e.instruction, "", e.response + (" " + rng.choice(tw_prefs.FILLER) if rng.random() < 0.8 else ""),
                              e.category, e.key) for e in train_examples]
 print("share of chatty training answers:", f"{sum(e.response != t.response for e, t in zip(chatty_data, train_examples)) / len(chatty_data):.1%}")
 t0 = time.perf_counter()
-policy = load_base(profile)
-sft_train(policy, chatty_data, 100, lr=1.2e-3, seed=0)
+torch.manual_seed(0)
+policy, _ = train_sft(load_base(profile), tokenizer, chatty_data, lora=None, max_steps=50, learning_rate=1.2e-3,
+                      batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=0)
 print(f"chatty SFT in {time.perf_counter() - t0:.1f} s")
 for e, a in zip(heldout_examples[::60], answer(policy, tokenizer, heldout_examples[::60], max_new_tokens=32)):
     print(f"  {e.instruction!r:45} -> {a!r}")
@@ -212,7 +162,7 @@ assert label_pair([_good]) is None
 # %% [markdown]
 # ## 3. Preference pairs at scale, labelled by the critics
 #
-# The policy proposes 4 answers (temperature 1) to each of 320 training questions; `label_pair` ranks them. A
+# The policy proposes 4 answers (temperature 1) to each of 240 training questions; `label_pair` ranks them. A
 # second source: the critic's **revision** of a non-compliant answer — its first sentence, which the policy would
 # rarely have produced on its own — is preferred to the original (kept only if the revision complies fully).
 
@@ -224,7 +174,7 @@ def revise(response):
 
 # %%
 N_PROPOSALS = 4
-questions = train_examples[::2][:320]
+questions = train_examples[::2][:240]
 t0 = time.perf_counter()
 torch.manual_seed(0)
 flat = generate(policy, tokenizer, [chat_prompt(tokenizer, e.instruction) for e in questions for _ in range(N_PROPOSALS)],
@@ -253,7 +203,8 @@ print("proposals complying, per principle:", {k: f"{sum(f[k] for f in flags) / l
 # %% [markdown]
 # ## 4. DPO on the AI-labelled pairs, and compliance before and after
 #
-# trl's `DPOTrainer` (notebook 1 showed it equals our loop), reference = a frozen copy of the chatty policy.
+# trl's `DPOTrainer` (notebook 1 showed it equals our loop) through `course.alignment.train_dpo`, reference = a
+# frozen copy of the chatty policy.
 
 # %%
 def compliance(model):
@@ -268,19 +219,13 @@ def compliance(model):
 
 
 before = compliance(policy)
-aligned = copy.deepcopy(policy)
 t0 = time.perf_counter()
-trainer = DPOTrainer(model=aligned, ref_model=copy.deepcopy(policy), train_dataset=Dataset.from_list([
-    {"prompt": [{"role": "user", "content": p["prompt"]}], "chosen": [{"role": "assistant", "content": p["chosen"]}],
-     "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs]), processing_class=tokenizer,
-    args=DPOConfig(output_dir="/tmp/course_day6_cai", beta=0.5, learning_rate=5e-5, max_steps=30,
-                   per_device_train_batch_size=8, bf16=False, use_cpu=True, report_to=[], save_strategy="no",
-                   logging_steps=10, disable_tqdm=True, seed=0))
-trainer.remove_callback(PrinterCallback)
-trainer.train()
+CAI_DPO_STEPS = 20
+aligned, _ = train_dpo(copy.deepcopy(policy), copy.deepcopy(policy), tokenizer, pairs, beta=0.5, learning_rate=5e-5,
+                       max_steps=CAI_DPO_STEPS, batch_size=8, seed=0)
 dpo_s = time.perf_counter() - t0
-after = compliance(aligned.eval())
-print(f"DPO: 30 steps in {dpo_s:.1f} s\n{'held-out (219)':18}{'before':>9}{'after':>9}")
+after = compliance(aligned)
+print(f"DPO: {CAI_DPO_STEPS} steps in {dpo_s:.1f} s\n{'held-out (219)':18}{'before':>9}{'after':>9}")
 for k in before:
     print(f"{k:18}{before[k]:>9.3f}{after[k]:>9.3f}")
 
