@@ -1,18 +1,17 @@
-"""Day 6 (alignment lab): structure of the sources and planted bugs; the reference DPO loop against trl's
+"""Day 6 (alignment lab): the reference DPO loop against trl's
 DPOTrainer on other data, β and batch size than the notebook; best-of-n and its cost against brute force; win-rate
 against the tiny world's `prefers`. Full autograde + mutants: tests/test_days_autograde.py."""
 
 from __future__ import annotations
 
 import copy
-from collections import Counter
 
 import jupytext
 import pytest
 import torch
-import yaml
 
-from course.paths import AUTOGRADER, SOLUTIONS
+from course.authoring import reference
+from course.paths import SOLUTIONS
 
 DAY = "day6_alignment_lab"
 SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
@@ -20,47 +19,16 @@ LOOP, BON = (SOLUTIONS / DAY / f"{n}.py" for n in ("01_dpo_loop_and_comparison",
 PRELUDE = "import copy\nimport torch\nimport torch.nn.functional as F\n"
 
 
-def cells(src):
-    return [(c.metadata.get("nbgrader", {}), c.source) for c in jupytext.read(src).cells if c.cell_type == "code"]
-
-
 def solution_namespace(src, grade_ids, **names):
     """Execute the cells with these grade_ids (reference solutions, given code) into one namespace."""
-    ns: dict = dict(names)
-    exec(PRELUDE, ns)
-    for meta, source in cells(src):
-        if meta.get("grade_id") in grade_ids:
-            exec(source, ns)
-    missing = set(grade_ids) - {m.get("grade_id") for m, _ in cells(src)}
-    assert not missing, f"no cells {missing} in {src.name}"
-    return ns
+    return reference.solution_namespace(src, grade_ids, PRELUDE, **names)
 
 
 def test_notebooks():
     assert [s.stem for s in SOURCES] == ["01_dpo_loop_and_comparison", "02_best_of_n", "03_constitutional_ai"]
 
 
-@pytest.mark.parametrize("src", SOURCES, ids=[s.stem for s in SOURCES])
-def test_exercises_have_split_tests_and_two_planted_bugs(src):
-    cs = cells(src)
-    exercises = [m["grade_id"] for m, _ in cs if m.get("solution") and not m.get("grade")]
-    assert exercises, "every notebook has at least one exercise"
-    tests = Counter(m["grade_id"].split("__")[0] for m, _ in cs if m.get("grade"))
-    for ex in exercises:
-        assert tests[ex] >= 2, f"{ex}: split into at least two graded checks (partial credit)"
-    ids = [m["grade_id"] for m, _ in cs if "grade_id" in m]
-    assert len(ids) == len(set(ids)), "grade_ids are unique"
-    for m, s in cs:
-        if m.get("grade"):
-            assert m.get("points", 0) >= 1 and "### BEGIN SOLUTION" not in s
-    mutants = yaml.safe_load((AUTOGRADER / "mutants" / DAY / f"{src.stem}.yaml").read_text())
-    per_ex = Counter(m["exercise"] for m in mutants)
-    solutions = {m["grade_id"]: s for m, s in cs if m.get("grade_id") in exercises}
-    for ex in exercises:
-        assert per_ex[ex] >= 2, f"{ex}: at least two planted bugs"
-    for m in mutants:
-        for r in m["replace"]:
-            assert solutions[m["exercise"]].count(r["old"]) == 1, f"{m['id']}: {r['old']!r} must occur once"
+# The structure check (split tests, two planted bugs per exercise) is tests/test_day_structure.py, for every day.
 
 
 def test_no_hand_typed_results_in_markdown():
