@@ -48,7 +48,7 @@ check-build: venv
 # Two pytest-xdist workers (the suite is sized for 2 cores). Expensive shared setup must not assume one
 # process: see the `graded` fixture in tests/test_authoring.py (a file lock in the shared temp folder).
 PYTEST_JOBS ?= 2
-PYTEST_XDIST = -n $(PYTEST_JOBS)
+PYTEST_XDIST = -n $(PYTEST_JOBS) --dist worksteal
 
 test: venv
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
