@@ -118,7 +118,16 @@ class SandboxedExecute(NbGraderPreprocessor):
 
 class OverwriteCellsInPlace(OverwriteCells):
     """nbgrader's OverwriteCells, but a missing graded cell is re-added just before the next cell (in source order)
-    that the submission still has, so it runs after every cell it may depend on."""
+    that the submission still has, so it runs after every cell it may depend on; and a cell whose grade_id the
+    student changed becomes a plain cell (nbgrader drops only its grade_id, then fails with ``KeyError:
+    'grade_id'``), so the student is graded with the original test restored."""
+
+    def preprocess_cell(self, cell, resources, index):
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        meta = cell.get("metadata", {})
+        if "nbgrader" in meta and "grade_id" not in meta["nbgrader"]:
+            del meta["nbgrader"]
+        return cell, resources
 
     def add_missing_grade_cells(self, nb, resources):
         source_nb = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
@@ -129,13 +138,14 @@ class OverwriteCellsInPlace(OverwriteCells):
         for i, gid in enumerate(order):
             if gid not in grade_cells:
                 continue
-            where = {c.metadata.nbgrader["grade_id"]: j for j, c in enumerate(nb.cells)
-                     if "grade_id" in c.metadata.get("nbgrader", {})}
+            where = {c["metadata"]["nbgrader"]["grade_id"]: j for j, c in enumerate(nb.cells)
+                     if "grade_id" in c.get("metadata", {}).get("nbgrader", {})}
             if gid in where:
                 continue
             self.log.warning(f"Missing grade cell {gid} encountered, adding to notebook")
             cell = self.missing_cell_transform(source_cells[i], grade_cells[gid].max_score,
                                                is_solution=gid in solution_ids)
+            cell.setdefault("id", gid)
             later = [where[n] for n in order[i + 1:] if n in where]
             earlier = [where[n] for n in order[:i] if n in where]
             at = min(later) if later else (max(earlier) + 1 if earlier else len(nb.cells))

@@ -11,7 +11,7 @@ What the sandbox sees (everything else does not exist inside it):
 - writable: a private work folder (``/home/student``, the kernel's cwd and home, a size-limited tmpfs holding only
   the student's notebook without its hidden tests) and a private ``/tmp``;
 - its own PID, network, IPC and UTS namespaces; a new session; no capabilities; as root, the executor drops to
-  ``nobody`` before any student code runs (so ``RLIMIT_NPROC`` applies).
+  an unprivileged uid of its own before any student code runs (so ``RLIMIT_NPROC`` counts that student only).
 Limits (per process, set inside before the kernel starts): address space, CPU seconds, processes, file size, open
 files; plus a wall-clock limit for the whole run and a cap on each cell's output. When the run ends, bwrap's PID 1
 exits and the kernel kills every process left in the namespace (double-forked daemons included); ``--die-with-parent``
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,6 @@ from pathlib import Path
 
 INSTALL = "sudo apt-get install -y bubblewrap"          # Debian/Ubuntu; Fedora: sudo dnf install -y bubblewrap
 INSIDE_WORK = "/home/student"
-NOBODY = 65534
 # environment passed into the sandbox (everything else is dropped: no tokens, no instructor paths)
 PASS_ENV = ("COURSE_PROFILE", "COURSE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE",
             "HF_DATASETS_OFFLINE", "TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRL_EXPERIMENTAL_SILENCE", "PYTHONWARNINGS",
@@ -77,13 +77,20 @@ def check_available() -> str:
         raise SandboxUnavailable(f"bubblewrap (bwrap) is not installed: install it with `{INSTALL}` "
                                  "(Fedora: `sudo dnf install -y bubblewrap`), or grade with --no-sandbox")
     if exe not in _PROBED:
-        res = subprocess.run([exe, *_mounts(), "--unshare-all", "--die-with-parent", "--", sys.executable, "-c",
+        res = subprocess.run([exe, *_mounts(), *_unshare(), "--die-with-parent", "--", sys.executable, "-c",
                               "print('ok')"], capture_output=True, text=True, timeout=60)
         if res.returncode != 0 or res.stdout.strip() != "ok":
             raise SandboxUnavailable(f"bubblewrap is installed but cannot create a sandbox here: "
                                      f"{(res.stderr or res.stdout).strip()[:300]} (it needs user namespaces, or root)")
         _PROBED[exe] = "ok"
     return exe
+
+
+def _unshare() -> list[str]:
+    """Own PID, network, IPC, UTS (and cgroup) namespaces. As root no user namespace: the executor then drops to
+    an unprivileged uid (a real uid, so RLIMIT_NPROC counts); otherwise bwrap needs one (unprivileged user namespaces)."""
+    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    return args if os.geteuid() == 0 else ["--unshare-user", *args]
 
 
 def course_package() -> Path:
@@ -100,19 +107,24 @@ def _ro_roots() -> list[str]:
     return roots
 
 
-def _mounts(extra_ro: tuple[str, ...] = ()) -> list[str]:
-    args: list[str] = []
-    seen: set[str] = set()
-    for p in _ro_roots() + [str(Path(x).resolve()) for x in extra_ro]:
-        if p not in seen:
-            seen.add(p)
-            args += ["--ro-bind-try", p, p]
+def _mounts(extra_ro: tuple[str, ...] = (), tmp_mb: int = 512) -> list[str]:
     pkg = str(course_package())
+    targets = list(dict.fromkeys(_ro_roots() + [str(Path(x).resolve()) for x in extra_ro]))
+    args: list[str] = []
+    parents: list[str] = []
+    for t in targets + [pkg, INSIDE_WORK]:      # bwrap would create missing parents 0700 (unusable once unprivileged)
+        for a in reversed(Path(t).parents[:-1]):
+            if str(a) not in parents:
+                parents.append(str(a))
+    for a in parents:
+        args += ["--perms", "0755", "--dir", a]
+    for p in targets:
+        args += ["--ro-bind-try", p, p]
     # the package at the path the editable install points to; its parent (the repository) is not mounted, so
     # solutions/, autograder/, lessons/ and .git do not exist inside. A venv inside the repository is mounted
     # above at its own path only.
     args += ["--ro-bind", pkg, pkg]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(tmp_mb * 2 ** 20), "--tmpfs", "/tmp"]
     return args
 
 
@@ -123,12 +135,12 @@ def command(workdir: Path, limits: Limits, sandbox: bool = True) -> list[str]:
         return [sys.executable, "-m", "course.authoring.sandbox_executor", json.dumps(limits.to_json()),
                 str(workdir)]
     exe = check_available()
-    args = [exe, *_mounts(limits.extra_ro),
+    args = [exe, *_mounts(limits.extra_ro, limits.file_mb),
             "--perms", "1777", "--size", str(limits.file_mb * 2 ** 20), "--tmpfs", INSIDE_WORK, "--chdir", INSIDE_WORK,
-            "--unshare-all", "--new-session", "--die-with-parent", "--clearenv",
+            *_unshare(), "--new-session", "--die-with-parent", "--clearenv",
             "--setenv", "HOME", INSIDE_WORK, "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin",
             "--setenv", "TMPDIR", "/tmp", "--setenv", "COURSE_SANDBOX", "1"]
-    if os.geteuid() == 0:       # privileged bwrap: keep only what the executor needs to become nobody
+    if os.geteuid() == 0:       # privileged bwrap: keep only what the executor needs to drop root
         args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     for k in PASS_ENV:
         if k in os.environ:
@@ -160,7 +172,7 @@ def execute(nb_json: str, visible_json: str, name: str, timeout: int, limits: Li
     with tempfile.TemporaryDirectory(prefix="course-sandbox-") as tmp:
         work = Path(tmp) / "work"           # the work folder when unsandboxed (inside: a private tmpfs)
         work.mkdir()
-        payload = json.dumps({"notebook": nb_json, "visible": visible_json, "name": name, "timeout": timeout,
+        payload = json.dumps({"uid": secrets.randbelow(2 ** 30) + 100_000, "notebook": nb_json, "visible": visible_json, "name": name, "timeout": timeout,
                               "guard_cells": guard_cells or []})
         argv = command(work, limits, sandbox)
         try:

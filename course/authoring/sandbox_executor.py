@@ -2,8 +2,8 @@
 
     python -m course.authoring.sandbox_executor LIMITS_JSON WORKDIR  < {"notebook", "visible", "name", ...}
 
-Order matters: read the payload; become ``nobody`` when root (so no file of the instructor's is writable and
-``RLIMIT_NPROC`` counts); make this process non-dumpable (the kernel, same user, cannot read its memory or its
+Order matters: read the payload; when root, become an unprivileged uid of this sandbox's own (no file outside is
+writable, and ``RLIMIT_NPROC`` counts this student's processes only); make this process non-dumpable (the kernel, same user, cannot read its memory or its
 file descriptors, so it cannot forge the result); set the resource limits; only then start the kernel
 (:mod:`.guarded_kernel`, stdin/stdout/stderr to /dev/null). The executed notebook goes to the saved stdout as one
 JSON line; nothing else is written there.
@@ -27,12 +27,14 @@ TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "the cell ran past the t
                  "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
 
 
-def _drop_privileges() -> None:
+def _drop_privileges(uid: int) -> None:
+    """Root (no capabilities but these two) → a uid of this sandbox's own, so RLIMIT_NPROC counts only its
+    processes (two students graded at once cannot starve each other) and no file outside is its own."""
     if os.geteuid() != 0:
         return
     os.setgroups([])
-    os.setgid(NOBODY)
-    os.setuid(NOBODY)
+    os.setgid(uid)
+    os.setuid(uid)
     if os.geteuid() == 0 or os.getuid() == 0:
         raise SystemExit("could not drop root")
 
@@ -102,7 +104,7 @@ def main(argv: list[str]) -> int:
     payload = json.loads(sys.stdin.buffer.read())
     sandboxed = os.environ.get("COURSE_SANDBOX") == "1"
     if sandboxed:
-        _drop_privileges()
+        _drop_privileges(int(payload.get("uid") or NOBODY))
     _not_dumpable()
     _set_limits(limits, sandboxed)
 
