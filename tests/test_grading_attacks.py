@@ -30,25 +30,21 @@ from course.authoring.layout import Layout
 
 SAMPLE = Path(__file__).parent / "fixtures" / "sample_course"
 DAY = "day0_sample"
-TIMEOUT = 8
+TIMEOUT = 30          # seconds per cell: generous, so a slow import under load is not mistaken for a defence
 LIMITS = sb.Limits(memory_mb=3072, processes=64)
 TOKEN = "course-daemon-" + hashlib.sha1(str(os.getpid()).encode()).hexdigest()[:10]
 WRONG = "def lora_scale(alpha, r):\n    return 0\n\ndef masked_mean(values, mask):\n    return 0\n"
 
 pytestmark = pytest.mark.slow        # never skipped: without bubblewrap grade_class refuses, naming the install
 
-SKIPPER = '''
-import sys
-def _skip(frame, event, arg):
-    if event == "line":
-        import linecache
-        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
-        if line.startswith("assert") and frame.f_code.co_name == "<module>":
-            try:
-                frame.f_lineno = frame.f_lineno + 1     # the next line with code (ValueError after the last)
-            except ValueError:
-                pass
-    return _skip
+YES = ("class Yes(float):\n    def __eq__(self, other):\n        return True\n    __hash__ = float.__hash__\n"
+       "def lora_scale(alpha, r):\n    return Yes(0)\n\ndef masked_mean(values, mask):\n    return Yes(0)\n")
+# a tracer that, before every line of a cell, shadows `type` so that `type(s) is float` holds for a look-alike
+TRACER = YES + '''import sys
+def _inject(frame, event, arg):
+    if event == "line" and frame.f_code.co_name == "<module>":
+        frame.f_globals["type"] = lambda *a: float
+    return _inject
 '''
 
 # attack → code replacing the solution cells (the first one holds it, the second is emptied)
@@ -58,16 +54,11 @@ HOOKS = {
     "m_ast": WRONG + ("import ast\nclass _Empty(ast.NodeTransformer):\n    def visit_Module(self, node):\n"
                       "        node.body = [ast.Pass()]\n        return node\n"
                       "get_ipython().ast_transformers.append(_Empty())\n"),
-    "m_trace": WRONG + SKIPPER + "sys.settrace(_skip)\n",
-    "m_events": WRONG + SKIPPER + "get_ipython().events.register('pre_run_cell', lambda *a: sys.settrace(_skip))\n",
-    "m_builtins": ("import builtins\nclass Yes:\n    def __eq__(self, other):\n        return True\n"
-                   "def lora_scale(alpha, r):\n    return Yes()\n\ndef masked_mean(values, mask):\n    return Yes()\n"
-                   "builtins.type = lambda *a: float\n"),
-    "m_shadow": ("class Yes:\n    def __eq__(self, other):\n        return True\n"
-                 "def lora_scale(alpha, r):\n    return Yes()\n\ndef masked_mean(values, mask):\n    return Yes()\n"
-                 "type = lambda *a: float\n"),
+    "m_trace": TRACER + "sys.settrace(_inject)\n",
+    "m_events": TRACER + "get_ipython().events.register('pre_run_cell', lambda *a: sys.settrace(_inject))\n",
+    "m_builtins": YES + "import builtins\nbuiltins.float = Yes\n",     # `type(s) is float` reads builtins.float
+    "m_shadow": YES + "float = Yes\n",                                  # ... or the user namespace's float
 }
-PARTIAL = {"m_trace", "m_events"}     # a tracer cannot skip an assert on a cell's last code line
 
 
 def _paths(tmp: Path) -> dict[str, str]:
@@ -267,7 +258,8 @@ def test_every_submission_is_listed_and_classmates_keep_their_grades(attacked):
     assert rows["ann lee"]["score"] == "5"
     assert rows["p_huge"]["score"] == "5"                       # 200 MB printed: cut, not fatal
     assert rows["p_deleted"]["score"] == "5", rows["p_deleted"]  # restored tests run after the helper cell
-    assert "output cut" in _outputs(attacked["layout"], "p_huge")
+    text = _outputs(attacked["layout"], "p_huge")
+    assert "output cut" in text or "output truncated" in text, text[-300:]
 
 
 def test_attackers_gain_nothing(attacked):
@@ -320,8 +312,7 @@ def test_a_killed_parent_or_exhausted_limits_cost_only_that_student(attacked):
 
 @pytest.mark.parametrize("name", sorted(HOOKS))
 def test_each_hook_attack_works_without_the_guard(name, tmp_path):
-    """The same notebook in an unguarded kernel: its test cells raise nothing (a tracer: some of them), so nbgrader
-    would give points. (Proof that the hook is real; the guarded run above scores it 0.)"""
+    """The same notebook in an unguarded kernel: its test cells raise nothing, so nbgrader would give full marks. (Proof that the hook is real; the guarded run above scores it 0.)"""
     layout = Layout.under(tmp_path, solutions=SAMPLE / "solutions")
     nb = _replace_solutions(read_source(SAMPLE / "solutions" / DAY / "01_basics.py"), HOOKS[name])
     res = sb.execute(nbformat.writes(nb), nbformat.writes(nb), "01_basics.ipynb", TIMEOUT, LIMITS, sandbox=True,
@@ -329,7 +320,7 @@ def test_each_hook_attack_works_without_the_guard(name, tmp_path):
     done = nbformat.reads(res["notebook"], as_version=4)
     tests = [c for c in done.cells if is_test(c)]
     passed = [grade_id(c) for c in tests if not any(o.get("output_type") == "error" for o in c.outputs)]
-    assert passed if name in PARTIAL else len(passed) == len(tests) == 4, (name, passed)
+    assert len(passed) == len(tests) == 4, (name, passed)
     del layout
 
 

@@ -206,7 +206,7 @@ def _reason(result: dict) -> str:
         if pat in text:
             if msg:
                 return msg
-            m = re.search(r"(the grading sandbox[^\n]*|the notebook ran past[^\n]*)", text)
+            m = re.search(r"SandboxError: ([^\n]*)", text)
             return (m.group(1) if m else "the grading sandbox failed")[:300]
     if any(p in text for p in _LOCKED):
         return "the gradebook database stayed locked (another process kept it busy)"

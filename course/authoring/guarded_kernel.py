@@ -25,10 +25,33 @@ import signal
 import sys
 import threading
 
+from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
 
 _GUARD = frozenset(h for h in os.environ.pop("COURSE_GUARD", "").split(",") if h)
+_OUTPUT_LIMIT = int(os.environ.pop("COURSE_OUTPUT_CHARS", "0") or 0)
+_written = [0]
+_write = OutStream.write
+
+
+def _capped_write(self, string):
+    """stdout/stderr text beyond the limit (per cell) is dropped here, before it is serialised and sent: a 200 MB
+    print costs the kernel nothing and cannot time the executor out."""
+    if _OUTPUT_LIMIT and isinstance(string, str):
+        room = _OUTPUT_LIMIT - _written[0]
+        if room <= 0:
+            return len(string)
+        n = len(string)
+        if n > room:
+            string = string[:room] + f"\n... output cut at {_OUTPUT_LIMIT:,} characters ...\n"
+        _written[0] += n
+        _write(self, string)
+        return n
+    return _write(self, string)
+
+
+OutStream.write = _capped_write
 _PROTECTED = ("compile", "InteractiveTB", "SyntaxTB", "displayhook", "display_pub", "display_trap", "builtin_trap",
               "events", "input_transformer_manager", "user_ns", "user_global_ns", "excepthook")
 
@@ -120,6 +143,7 @@ class GuardedKernel(IPythonKernel):
     async def execute_request(self, stream, ident, parent):
         if self._snapshot is None:
             self._snapshot = _Snapshot(self)
+        _written[0] = 0
         code = (parent.get("content") or {}).get("code", "")
         if hashlib.sha256(code.encode()).hexdigest() in _GUARD:
             self._snapshot.restore()

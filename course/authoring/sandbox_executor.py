@@ -94,7 +94,7 @@ def _client(nb, workdir: str, timeout: int, output_chars: int):
     return CappedClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
                         error_on_timeout=TIMEOUT_ERROR, raise_on_iopub_timeout=False, iopub_timeout=10,
                         extra_arguments=list(KERNEL_ARGS), resources={"metadata": {"path": workdir}},
-                        record_timing=False, on_cell_executed=on_executed, coalesce_streams=True)
+                        record_timing=False, on_cell_executed=on_executed, coalesce_streams=False)
 
 
 def main(argv: list[str]) -> int:
@@ -121,6 +121,7 @@ def main(argv: list[str]) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
     env.update(JUPYTER_PATH=str(spec.parents[1]), JUPYTER_RUNTIME_DIR=str(Path(private, "runtime")),
                IPYTHONDIR=str(Path(private, "ipython")), MPLCONFIGDIR=str(Path(private, "mpl")),
+               COURSE_OUTPUT_CHARS=str(limits["output_chars"]),
                COURSE_GUARD=",".join(hashlib.sha256(s.encode()).hexdigest() for s in payload["guard_cells"]))
     os.environ.update({k: env[k] for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR")})
     client = _client(nb, workdir, int(payload["timeout"]), int(limits["output_chars"]))
