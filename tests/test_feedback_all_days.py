@@ -21,7 +21,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from nbgrader.utils import determine_grade
 
 from course.authoring.cells import has_hidden, is_solution, is_test, read_source
-from course.authoring.grade import hidden_lines, html_text, leak_lines
+from course.authoring.grade import hidden_lines, html_text, leak_lines, own_lines, shown_lines
 from course.authoring.layout import Layout
 from course.authoring.nbgrader_setup import StripHiddenTests
 
@@ -101,9 +101,18 @@ def test_feedback_for_reference_blank_and_half_done(day, src, tmp_path):
         body, _ = ex.from_notebook_node(nb, resources={"nbgrader": {"notebook": src.stem}})
         page = tmp_path / f"{kind}.html"
         page.write_text(body, encoding="utf-8")
+        (tmp_path / f"{kind}.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
+        own = own_lines(tmp_path / f"{kind}.ipynb")        # the student's own code is theirs to see
         text = html_text(page)
         assert "BEGIN HIDDEN TESTS" not in text and "Test cell" in text, kind
-        assert not [ln for ln in leaks if ln in text], (kind, [ln for ln in leaks if ln in text][:3])
+        leaked = [ln for ln in shown_lines(text, leaks) if ln not in own]
+        assert not leaked, (kind, leaked[:3])
+
+
+def test_a_leak_is_seen_in_code_and_in_a_traceback():
+    text = "x = 1\n----> 3 assert f(2) == 4\n      4 assert g(1) == 0, 'visible message'\n"
+    assert shown_lines(text, ["assert f(2) == 4", "assert g(1) == 0", "x = 1", "y = 2"]) == ["assert f(2) == 4",
+                                                                                           "x = 1"]
 
 
 def test_every_day_is_covered_and_the_old_check_was_too_broad():

@@ -393,6 +393,25 @@ def leak_lines(layout: Layout, day: str, released: dict[str, str] | None = None)
     return [ln for ln in dict.fromkeys(hidden_lines(layout, day)) if ln not in public]
 
 
+def shown_lines(text: str, lines) -> list[str]:
+    """Which of ``lines`` a page's text shows as a whole line (alone, or after a traceback's line number) — a
+    hidden ``assert x == 0.0`` is not shown by a visible ``assert x == 0.0, "message"``."""
+    page = {t.strip() for t in text.splitlines() if t.strip()}
+    tails = {t.split(None, 1)[1] for t in page if " " in t and t.split(None, 1)[0].strip("->").isdigit()}
+    tails |= {t.split(None, 2)[2] for t in page if t.startswith("---->") and len(t.split(None, 2)) == 3}
+    return [ln for ln in lines if ln in page or ln in tails]
+
+
+def own_lines(submitted: Path) -> set[str]:
+    """The stripped lines a student wrote themselves (every cell but the test cells): their own code showing in
+    their feedback is not a leak, even where a hidden test happens to contain the same line."""
+    try:
+        nb = load_json_notebook(submitted)
+    except (ValueError, OSError):
+        return set()
+    return {ln.strip() for c in nb.cells if not is_test(c) for ln in c.source.splitlines()}
+
+
 def html_text(path: Path) -> str:
     """The visible text of an HTML file (tags removed, entities decoded), for leak checks."""
     raw = path.read_text(encoding="utf-8", errors="replace")
@@ -506,7 +525,8 @@ def _grade_class(layout, day, submissions, jobs, timeout, feedback, csv_path, pr
         if feedback and ok:
             for f in sorted((root / "feedback" / s / day).glob("*.html")):
                 text = html_text(f)
-                leaked = [ln for ln in leaks if ln in text]
+                own = own_lines(staged / s / day / f"{f.stem}.ipynb")
+                leaked = [ln for ln in shown_lines(text, leaks) if ln not in own]
                 if leaked:
                     f.unlink()
                     msgs.append(f"feedback {f.name} withheld: it showed hidden-test code")

@@ -35,7 +35,7 @@ INSIDE_WORK = "/home/student"
 # environment passed into the sandbox (everything else is dropped: no tokens, no instructor paths)
 PASS_ENV = ("COURSE_PROFILE", "COURSE_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "HF_HUB_OFFLINE",
             "HF_DATASETS_OFFLINE", "TRANSFORMERS_NO_ADVISORY_WARNINGS", "TRL_EXPERIMENTAL_SILENCE", "PYTHONWARNINGS",
-            "TOKENIZERS_PARALLELISM", "LANG", "LC_ALL", "TZ", "COURSE_MODELS", "COURSE_CACHE")
+            "TOKENIZERS_PARALLELISM", "LANG", "LC_ALL", "TZ")
 
 
 class SandboxError(RuntimeError):
@@ -145,19 +145,26 @@ def command(workdir: Path, limits: Limits, sandbox: bool = True) -> list[str]:
     for k in PASS_ENV:
         if k in os.environ:
             args += ["--setenv", k, os.environ[k]]
+    cache = model_cache()
+    if cache and str(cache.resolve()) in limits.extra_ro:     # HOME differs inside: name the cache explicitly
+        args += ["--setenv", "COURSE_MODEL_CACHE", str(cache.resolve())]
     return args + ["--", *inner, INSIDE_WORK]
 
 
+def model_cache() -> Path | None:
+    """The converted-model cache the ``small`` profile loads from (:mod:`course.models`), if there is one."""
+    try:
+        from ..models import cache_root
+    except ImportError:
+        return None
+    root = cache_root()
+    return root if root.is_dir() else None
+
+
 def default_extra_ro() -> tuple[str, ...]:
-    """Model caches a lesson may load from (read-only): the course's model cache if it exists."""
-    out = []
-    for var in ("COURSE_MODELS", "COURSE_CACHE"):
-        if os.environ.get(var):
-            out.append(os.environ[var])
-    home_cache = Path.home() / ".cache" / "finetune-course"
-    if home_cache.is_dir():
-        out.append(str(home_cache))
-    return tuple(p for p in out if Path(p).exists())
+    """Read-only extras every sandbox gets: the model cache (so the ``small`` profile works offline inside)."""
+    cache = model_cache()
+    return (str(cache.resolve()),) if cache else ()
 
 
 def execute(nb_json: str, visible_json: str, name: str, timeout: int, limits: Limits = Limits(),
