@@ -216,3 +216,9 @@ def padding_fraction(lengths: list, pad_to: int) -> float:
     """Fraction of a padded batch that is padding when every sequence is padded to ``pad_to`` tokens
     (what packing removes)."""
     return 1 - sum(lengths) / (pad_to * len(lengths))
+
+
+def api_cost_usd(calls: int, input_tokens: int, output_tokens: int, usd_per_m_input: float,
+                 usd_per_m_output: float) -> float:
+    """Cost of ``calls`` LLM API calls priced per million input and output tokens."""
+    return calls * (input_tokens * usd_per_m_input + output_tokens * usd_per_m_output) / 1e6
