@@ -1,6 +1,6 @@
 """Execute every reference notebook (solutions/<day>/*.py) on a profile (default tiny) and print its wall time.
 
-    python benchmarks/notebook_times.py [day1 day3 ...] [--threads 1] [--profile small]
+    python benchmarks/notebook_times.py [day1 day3 ...] [--threads 1] [--profile small] [--cells N]
 
 ``--profile`` sets ``COURSE_PROFILE`` in each kernel, which overrides the notebook's parameters cell (the small
 profile needs its model in the cache first: ``course models fetch small``).
@@ -26,11 +26,15 @@ from course.authoring.cells import read_source  # noqa: E402
 from course.authoring.execution import kernel_env  # noqa: E402
 
 
-def run(path: Path, threads: int, timeout: int, profile: str | None = None) -> tuple[float, str]:
+def run(path: Path, threads: int, timeout: int, profile: str | None = None, cells: int = 0) -> tuple[float, str]:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = read_source(path)
+    if cells:                                   # a start check: only the first `cells` code cells
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        if len(code) > cells:
+            nb.cells = nb.cells[:code[cells - 1] + 1]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
     env = kernel_env(threads)
@@ -51,6 +55,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timeout", type=int, default=600)
     ap.add_argument("--profile", default=None, help="run every notebook on this profile (COURSE_PROFILE)")
+    ap.add_argument("--cells", type=int, default=0, help="a start check: run only the first N code cells")
     args = ap.parse_args()
     if args.profile:
         from course.profiles import get_profile
@@ -68,7 +73,7 @@ def main() -> int:
     print(f"{'notebook':<52} {'seconds':>8} {'load':>5}  status")
     total = 0.0
     for p in sources:
-        secs, status = run(p, args.threads, args.timeout, args.profile)
+        secs, status = run(p, args.threads, args.timeout, args.profile, args.cells)
         total += secs
         print(f"{str(p.relative_to(ROOT / 'solutions')):<52} {secs:>8.1f} {os.getloadavg()[0]:>5.1f}  {status}",
               flush=True)

@@ -37,6 +37,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
@@ -60,6 +61,10 @@ def parse_args(argv=None):
     ap.add_argument("--no-tail", action="store_true", help="stop after saving the adapter (no reload, generate, merge)")
     ap.add_argument("--generate", type=int, default=2, help="held-out prompts to generate for after reloading")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    ap.add_argument("--model", default=None, help="override the profile's model (a local folder: e.g. the random-weight "
+                                                   "Mistral-7B that benchmarks/qlora_gpu.py --workdir leaves)")
+    ap.add_argument("--tokenizer", default=None, help="load the tokenizer from here instead of the model's folder")
+    ap.add_argument("--dataset", default=None, help="override the profile's dataset (a local Dolly-format folder)")
     return ap.parse_args(argv)
 
 
@@ -186,6 +191,9 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     seed_everything(0)
     p = get_profile(a.profile)
+    local = {k: v for k, v in (("model", a.model), ("dataset", a.dataset)) if v}
+    if local:                                           # local folders: nothing to download, no converted source
+        p = replace(p, **local, needs_hub=False, source=None)
     try:
         require_device(p)                               # a cuda profile without CUDA: an error, not a CPU crawl
     except DeviceMissing as e:
@@ -197,7 +205,7 @@ def main(argv=None):
     log = print if rank == 0 else (lambda *x, **k: None)
     log(f"profile {p.name} · model {p.label} · world size {world}{' · FSDP' if fsdp else ''} · output {out}")
 
-    tok = load_tokenizer(p)
+    tok = load_tokenizer(replace(p, model=a.tokenizer) if a.tokenizer else p)
     template = ensure_chat_template(tok)                # a base model without one: Alpaca with its BOS once
     log(f"chat template: {template}")
     data = load_instruction_data(p)
