@@ -46,6 +46,8 @@ def run(path: Path, threads: int, timeout: int, profile: str | None = None, cell
         status = "ok"
     except CellExecutionError as e:
         status = "error: " + str(e).strip().splitlines()[-1][:80]
+    except Exception as e:                      # a cell timeout, a dead kernel: record it, go on to the next
+        status = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:80]
     return time.perf_counter() - t0, status
 
 
