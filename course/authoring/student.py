@@ -15,7 +15,7 @@ def start(layout: Layout, day: str, log=print) -> Path:
     """Copy ``lessons/<day>/`` into ``workspace/<day>/``; files the student already has are never overwritten."""
     src = layout.lessons / day
     if not src.is_dir() or not any(src.glob("*.ipynb")):
-        raise FileNotFoundError(f"no lessons in {src}; run `course build` first (instructors) or `git pull`")
+        raise FileNotFoundError(f"no lessons in {src}; run `.venv/bin/course build` first (instructors) or `git pull`")
     dest = layout.workspace / day
     dest.mkdir(parents=True, exist_ok=True)
     for f in sorted(src.iterdir()):
@@ -24,10 +24,42 @@ def start(layout: Layout, day: str, log=print) -> Path:
         target = dest / f.name
         if target.exists():
             log(f"kept     {target}  (your work is never overwritten; delete it to start that notebook afresh)")
+        elif f.suffix == ".ipynb":
+            target.write_text(with_installed_kernel(f.read_text(encoding="utf-8")), encoding="utf-8")
+            log(f"copied   {target}")
         else:
             shutil.copy2(f, target)
             log(f"copied   {target}")
     return dest
+
+
+def installed_kernel_metadata() -> dict:
+    """The ``kernelspec`` and ``language_info`` JupyterLab writes into a notebook when its kernel starts (the
+    installed ``python3`` spec's display name, ipykernel's language_info for this interpreter). A notebook that
+    already holds exactly these is not marked modified on open; lessons/ holds only ``{"name": "python"}``,
+    which varies by Python patch version, so the learner's copy gets them here."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from ipykernel.ipkernel import IPythonKernel
+
+    from .cells import KERNELSPEC
+
+    spec = dict(KERNELSPEC)
+    try:
+        k = KernelSpecManager().get_kernel_spec("python3")
+        spec.update(display_name=k.display_name, language=k.language)
+    except NoSuchKernel:
+        pass
+    return {"kernelspec": spec, "language_info": dict(IPythonKernel.language_info)}
+
+
+def with_installed_kernel(text: str) -> str:
+    import nbformat
+
+    from .cells import dumps
+
+    nb = nbformat.reads(text, as_version=4)
+    nb.metadata.update(installed_kernel_metadata())
+    return dumps(nb)
 
 
 @dataclass

@@ -20,7 +20,7 @@ def _ints(s: str) -> list[int]:
 def _common(p) -> None:
     p.add_argument("--bank", default=None, help="question folder (default: quizzes/ in the repository)")
     p.add_argument("--topic", "--topics", dest="topics", type=_csv, default=None,
-                   help="comma-separated topics (see `course quiz stats` for the list)")
+                   help="comma-separated topics (see `.venv/bin/course quiz stats` for the list)")
     p.add_argument("--difficulty", type=_ints, default=None, help="comma-separated levels among 1,2,3")
     p.add_argument("--type", dest="types", type=_csv, default=None, help="comma-separated: mcq,multi,numeric,short,open")
     p.add_argument("--tag", dest="tags", type=_csv, default=None, help="comma-separated tags (e.g. seed-12)")
