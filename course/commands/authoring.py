@@ -141,13 +141,15 @@ def cmd_check(args) -> int:
         print(f"course check: no such file {nb}", file=sys.stderr)
         return 1
     print(f"running {nb} ...", flush=True)
-    res = check(nb, timeout=args.timeout)
-    print(res.format())
     layout = _layout()
+    res = check(nb, timeout=args.timeout, layout=layout)
+    print(res.format())
+    if res.fatal:
+        return 2
     key = progress_key(layout, nb)
     if key:
         record_check(key, res.passed, res.total)
-    return 0 if res.total and res.passed == res.total else 1
+    return 0 if res.ok else 1
 
 
 def cmd_mutants(args) -> int:
