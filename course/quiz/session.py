@@ -296,7 +296,7 @@ def review(bank: Bank, questions: list[Question], con: Console, new_limit: int =
     raw_log = H.reviews_log(home)
     log = SafeLog(raw_log, con)
     salt = _session_salt(seed)
-    reviews = raw_log.read(out=con.out)
+    reviews = [r for r in raw_log.read(out=con.out) if r["qid"] in bank.by_id]     # design cases are not cards here
     cards = srs.replay(reviews)
     queue = srs.due_queue([q.id for q in questions], cards, at(), new_limit=new_limit)
     if limit:
@@ -341,7 +341,7 @@ def review(bank: Bank, questions: list[Question], con: Console, new_limit: int =
         con.say("(stopped)")
     finally:
         log.flush()
-    reviews = raw_log.read(out=con.out)
+    reviews = [r for r in raw_log.read(out=con.out) if r["qid"] in bank.by_id]
     cards = srs.replay(reviews)
     now = at()
     con.say(f"\nReviewed {len(done)} card(s). Streak: {srs.streak(reviews, now.date())} day(s).")
