@@ -51,7 +51,7 @@ ALLOWED_COMPUTE: frozenset[str] = frozenset({
     "course.quiz.calc.pass_at_k", "course.quiz.calc.ipo_loss", "course.quiz.calc.simpo_margin",
     "course.quiz.calc.neg_log_sigmoid", "course.quiz.calc.kto_desirable_loss", "course.quiz.calc.rope_scale_factor",
     "course.quiz.calc.ntk_rope_base", "course.quiz.calc.rope_wavelength", "course.quiz.calc.padding_fraction",
-    "course.quiz.calc.api_cost_usd",
+    "course.quiz.calc.api_cost_usd", "course.quiz.calc.sample_size_for_margin", "course.quiz.calc.generation_tokens",
     # worked examples that are also lesson answers (quizzes/worked_examples.py, loaded by path)
     "worked_examples.full_matrix_params", "worked_examples.lora_matrix_params", "worked_examples.lora_compression",
     "worked_examples.lora_scaling", "worked_examples.lora_extra_flops_fraction", "worked_examples.sigmoid",
