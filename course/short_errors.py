@@ -11,6 +11,7 @@ IPython handler for exactly those two cases:
 - ``NameError`` → ``NameError: name 'MiB' is not defined — a cell above has not run or failed: run the cells
   above (one may need an exercise solved first)``.
 
+A plotting cell that fails that way shows no empty axes (its unfinished figures are closed).
 The cell still fails (an ``error`` output with the same name and message), so nbgrader and ``course check`` score
 it exactly as before; only the printed traceback is shorter. A ``NotImplementedError`` raised inside a library
 (torch's missing operators, say) keeps its full traceback.
@@ -52,12 +53,23 @@ def message(etype, value, tb) -> str | None:
     return None
 
 
+def _drop_unfinished_figures() -> None:
+    """A plotting cell that failed half-way would still show its empty axes (the inline backend draws every open
+    figure after the cell): close the figures this cell opened (earlier cells' were shown and closed already)."""
+    import sys
+
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close("all")
+
+
 def _handler(shell, etype, value, tb, tb_offset=None):
     line = message(etype, value, tb)
     if line is None:
         stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
     else:
         stb = [line]
+        _drop_unfinished_figures()
     shell._showtraceback(etype, value, stb)      # ipykernel: the cell's `error` output (IPython shows nothing else)
     return stb
 

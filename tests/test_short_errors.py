@@ -29,8 +29,10 @@ def test_stub_and_knock_on_errors_are_one_line(tmp_path):
         "class LoRALinear:\n    def forward(self, x):\n        raise NotImplementedError()\nLoRALinear().forward(1)",
         "import libmod\nlibmod.f()",
         "1 / 0",
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nfig, ax = plt.subplots()\nax.plot(loss_curve)",
     ], tmp_path)
-    stub, knock, method, lib, zero = (errors(o)[0] for o in outs[2:])
+    stub, knock, method, lib, zero, plot = (errors(o)[0] for o in outs[2:])
+    assert plot["ename"] == "NameError" and not [o for o in outs[-1] if o.get("output_type") == "display_data"]
     assert "`LoRALinear.forward` is not written yet" in method["traceback"][0]
     assert stub["ename"] == "NotImplementedError" and stub["traceback"] == [
         "NotImplementedError: `lora_forward` is not written yet — solve its exercise (the cell that says "
