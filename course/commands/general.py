@@ -10,7 +10,7 @@ def register(sub) -> None:
                        description="List the 7-day plan and your progress: lessons started and checks passed.")
     p.set_defaults(func=cmd_days)
 
-    p = sub.add_parser("profiles", help="the run profiles (tiny, laptop, a100)",
+    p = sub.add_parser("profiles", help="the run profiles (tiny, small, a100)",
                        description="Print the profile table: model, data, device and LoRA settings of each profile.")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_profiles)
@@ -41,7 +41,8 @@ def cmd_days(args) -> int:
         s = day_summary(d.folder)
         checks = f"{s['passed']}/{s['total']}" if s["checked"] else "-"
         print(f"{d.number:<4} {d.weekday:<4} {d.folder:<24} {n:>9}  {'yes' if s['started'] else 'no':<8} {checks:<8} {d.title}")
-    print("\nStart a day with `course start day1`; check a notebook with `course check <notebook>`.")
+    print("\nStart a day with `.venv/bin/course start day1`; check a notebook with "
+          "`.venv/bin/course check <notebook>`.")
     return 0
 
 
