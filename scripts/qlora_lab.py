@@ -28,7 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default=None, help="tiny | laptop | a100 (default: COURSE_PROFILE or tiny)")
+    ap.add_argument("--profile", default=None, help="tiny | small | a100 (default: COURSE_PROFILE or tiny)")
     ap.add_argument("--output-dir", default="runs/qlora_lab", help="checkpoints and the final adapter go here")
     ap.add_argument("--max-steps", type=int, default=-1, help="stop after this many optimizer steps (default: one epoch)")
     ap.add_argument("--max-train-examples", type=int, default=None, help="use only the first N training records")
@@ -96,7 +96,7 @@ def main(argv=None):
     a = parse_args(argv)
     from course.notebook import quiet, seed_everything
 
-    quiet()
+    quiet(a.profile)
     import torch
     from datasets import Dataset
     from peft import LoraConfig, prepare_model_for_kbit_training

@@ -33,7 +33,8 @@ def register(sub) -> None:
                                    "stats, export-anki.")
     _common(p)
     p.add_argument("-n", "--count", type=int, default=10, help="questions in this session (default 10)")
-    p.add_argument("--seed", type=int, default=None, help="shuffle seed (default: random)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="fixes the question order and the order choices are shown in (default: random)")
     p.set_defaults(func=cmd_practice)
     qs = p.add_subparsers(dest="quiz_command", metavar="SUBCOMMAND")
 
@@ -70,6 +71,7 @@ def register(sub) -> None:
     _common(r)
     r.add_argument("--new", type=int, default=10, help="new (never seen) cards to add (default 10)")
     r.add_argument("--limit", type=int, default=None, help="at most this many cards")
+    r.add_argument("--seed", type=int, default=None, help="fixes the order choices are shown in (default: random)")
     r.set_defaults(func=cmd_review)
 
 
@@ -97,11 +99,36 @@ def _select(bank, args):
     return qs
 
 
+def _console():
+    """A console on stdin/stdout; refuses (exit 2, one sentence) when there is nothing to read from."""
+    from ..quiz.session import Console
+
+    if sys.stdin is None or sys.stdin.closed:
+        print("error: stdin is closed, so there is no way to answer; run this in a terminal or pipe the answers "
+              "in (e.g. printf 'B\\n' | course quiz -n 1)", file=sys.stderr)
+        raise SystemExit(2)
+    return Console()
+
+
+def _writable_history(*logs) -> None:
+    """Refuse before the first question if the history cannot be written (no answer given only to be lost)."""
+    from ..quiz import history as H
+
+    for log in logs or (H.reviews_log(),):
+        why = H.writable(log)
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            raise SystemExit(1)
+
+
 def cmd_practice(args) -> int:
-    from ..quiz.session import Console, practice
+    from ..quiz.session import practice
 
     bank = _bank(args)
-    practice(bank, _select(bank, args), Console(), count=args.count, seed=args.seed)
+    qs = _select(bank, args)
+    con = _console()
+    _writable_history()
+    practice(bank, qs, con, count=args.count, seed=args.seed)
     return 0
 
 
@@ -146,19 +173,25 @@ def cmd_export(args) -> int:
 
 
 def cmd_drill(args) -> int:
-    from ..quiz.session import Console, drill, report_json
+    from ..quiz import history as H
+    from ..quiz.session import drill, report_json
 
     bank = _bank(args)
-    report = drill(bank, _select(bank, args), Console(), minutes=args.minutes, max_questions=args.max_questions,
-                   seed=args.seed)
+    qs = _select(bank, args)
+    con = _console()
+    _writable_history(H.reviews_log(), H.drills_log())
+    report = drill(bank, qs, con, minutes=args.minutes, max_questions=args.max_questions, seed=args.seed)
     if args.json:
         print(report_json(report))
     return 0
 
 
 def cmd_review(args) -> int:
-    from ..quiz.session import Console, review
+    from ..quiz.session import review
 
     bank = _bank(args)
-    review(bank, _select(bank, args), Console(), new_limit=args.new, limit=args.limit)
+    qs = _select(bank, args)
+    con = _console()
+    _writable_history()
+    review(bank, qs, con, new_limit=args.new, limit=args.limit, seed=args.seed)
     return 0
