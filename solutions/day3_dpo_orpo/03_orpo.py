@@ -357,14 +357,13 @@ print("at P_w = 0.98: log odds ratio =", round((log_odds(p_w[-1:].log()) - log_o
 # A term's share of the loss says nothing about its share of the *update*. Take the trained model and one batch,
 # and compute each term's gradient and its first-order effect on the quantity the term targets, the chosen −
 # rejected log odds gap $G$ (the batch mean of the log odds ratio): a small gradient-descent step $-\eta\,g$ changes
-# $G$ by $-\eta\,\langle g, 
-abla Gangle$.
+# $G$ by $-\eta\,\langle g, \nabla G\rangle$.
 
 # %%
 def flat_grad(scalar):
     """Gradient of a scalar w.r.t. all trainable parameters, flattened into one vector."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.cat([g.flatten() for g in torch.autograd.grad(scalar, params)])
+    return torch.cat([g.flatten() for g in torch.autograd.grad(scalar, params, retain_graph=True)])
 
 
 model.train()
@@ -400,14 +399,19 @@ heldout_batch = next(iter(heldout_trainer.get_eval_dataloader()))
 train_batches = list(trainer.get_train_dataloader())
 
 
+heldout_kinds = [prefs["test"][i]["kind"] for i in range(8, 72)]
+KINDS = ("wrong", "curt", "rambling")
+
+
 def heldout_gap(m):
-    """(mean chosen avg log-prob, mean rejected avg log-prob, mean log odds gap, fraction of pairs with gap > 0)."""
+    """(mean chosen avg log-prob, mean rejected avg log-prob, mean log odds gap, gap per kind of pair)."""
     with torch.no_grad():
         cl = m(input_ids=heldout_batch["chosen_input_ids"], attention_mask=heldout_batch["chosen_attention_mask"]).logits
         rl = m(input_ids=heldout_batch["rejected_input_ids"], attention_mask=heldout_batch["rejected_attention_mask"]).logits
     ca, ra = average_logprobs(cl, heldout_batch["chosen_labels"]), average_logprobs(rl, heldout_batch["rejected_labels"])
     gap = log_odds(ca) - log_odds(ra)
-    return ca.mean().item(), ra.mean().item(), gap.mean().item(), (gap > 0).float().mean().item()
+    per_kind = [gap[torch.tensor([k == kind for k in heldout_kinds])].mean().item() for kind in KINDS]
+    return ca.mean().item(), ra.mean().item(), gap.mean().item(), per_kind
 
 
 def train_orpo(lam, steps=40, lr=1e-3, seed=0):
@@ -428,16 +432,21 @@ base_row = heldout_gap(load_base(profile))
 runs = {0.0: None, LAM: None, 1.0: None}
 for lam in progress(list(runs), desc="ORPO runs"):
     runs[lam] = heldout_gap(train_orpo(lam))
-print(f"{'':12}{'chosen logp':>12}{'rejected logp':>15}{'log odds gap':>14}{'gap > 0':>9}")
-print(f"{'base':12}{base_row[0]:>12.3f}{base_row[1]:>15.3f}{base_row[2]:>14.3f}{base_row[3]:>9.0%}")
-for lam, row in runs.items():
-    print(f"{'λ = ' + str(lam):12}{row[0]:>12.3f}{row[1]:>15.3f}{row[2]:>14.3f}{row[3]:>9.0%}")
+print(f"{'':12}{'chosen logp':>12}{'rejected logp':>15}{'log odds gap':>14}" + "".join(f"{'gap ' + k:>14}" for k in KINDS))
+for name, row in [("base", base_row)] + [(f"λ = {lam}", row) for lam, row in runs.items()]:
+    print(f"{name:12}{row[0]:>12.3f}{row[1]:>15.3f}{row[2]:>14.3f}" + "".join(f"{g:>14.3f}" for g in row[3]))
+print(f"gap added by the odds-ratio term over λ = 0: λ = {LAM}: {runs[LAM][2] - runs[0.0][2]:+.3f}, "
+      f"λ = 1.0: {runs[1.0][2] - runs[0.0][2]:+.3f}; by SFT alone over the base: {runs[0.0][2] - base_row[2]:+.3f}")
 
 # %% [markdown]
-# With λ = 0 both log-probabilities rise: chosen and rejected responses share most of their tokens (a `rambling`
-# rejection *contains* the chosen sentence), so SFT on the chosen ones lifts the rejected ones too and the gap
-# moves little. The odds-ratio term is what separates them: the gap widens with λ while the chosen responses
-# keep (nearly) the λ = 0 likelihood — the SFT term still anchors them. That is ORPO's claim, measured.
+# An honest, mostly negative result on this data. The gradient table says the SFT term's descent direction widens
+# the gap far more than the odds-ratio term's (its gradient is two orders of magnitude larger), and the runs agree:
+# SFT alone — λ = 0 — raises the chosen responses much more than the rejected ones and does most of the
+# separating; λ > 0 adds a little more gap, more with larger λ (the last printed line), by pushing the rejected
+# responses down. The tiny world's rejections are easy to tell apart from the chosen answers, so a contrastive term
+# has little left to do; compare the per-kind columns to see where it adds most. ORPO's term earns its keep when
+# SFT on the chosen responses would also lift the rejected ones — the paper's motivation (their Fig. 3: SFT raises
+# rejected log-probs alongside chosen); Day 6 measures ORPO on on-policy pairs.
 
 # %% [markdown]
 # **Interview answers this notebook backs with numbers**
