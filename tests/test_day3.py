@@ -187,3 +187,29 @@ def test_reference_orpo_equals_trl(tiny, lam):
     assert abs(paper_metrics["nll_loss"] - resp_nll.item()) < 1e-5
     assert abs(paper_loss.item() - (expected_loss.item() - expected["eval_nll_loss"] + resp_nll.item())) < 1e-5
     assert abs(resp_nll.item() - expected["eval_nll_loss"]) > 1e-2, "the two spans must differ on this batch"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
+    """nb2 §5 on each seed (batch order): with Adam, β ×10 in the unsaturated regime leaves the held-out margin
+    within 25 %, while a large β (saturated) moves the policy less (margin and KL); with SGD β ×10 moves it > 2× more."""
+    from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.notebook import quiet
+
+    quiet()
+    tok, prefs = load_tokenizer("tiny"), load_preference_data()
+    ns = solution_namespace(DPO, {"given_build_batch", "make_labels", "sequence_logprobs", "dpo_loss", "reward_metrics",
+                                  "dpo_batch_loss", "given_beta_sweep"}, PRELUDE, tokenizer=tok, prefs=prefs,
+                            load_base=load_base, profile="tiny", ref_model=load_base("tiny").eval())
+    demo = ns["build_batch"]([prefs["test"][i] for i in range(60)])
+    demo["labels"] = ns["make_labels"](demo["input_ids"], demo["attention_mask"], demo["prompt_lengths"])
+    with torch.no_grad():
+        ns["demo_logits"] = ns["ref_model"](input_ids=demo["input_ids"], attention_mask=demo["attention_mask"]).logits
+    ns["demo"] = demo
+    run = {(o, b): ns["heldout_drift"](ns["train_dpo"](b, o, seed=seed), b)
+           for o, b in [("adam", 0.001), ("adam", 0.01), ("adam", 1.0), ("sgd", 0.001), ("sgd", 0.01)]}
+    (kl_a, d_a, w_a), (_, d_b, _), (kl_big, d_big, w_big) = run["adam", 0.001], run["adam", 0.01], run["adam", 1.0]
+    assert 0.75 < d_b / d_a < 1.25, (d_a, d_b)
+    assert d_big < 0.6 * d_a and kl_big < kl_a and w_big < 0.1 < w_a, run
+    assert run["sgd", 0.01][1] > 2 * run["sgd", 0.001][1] > 0, run

@@ -287,8 +287,25 @@ print(f"fits one A100 40GB: {lab02.fits(40 * GiB)} ({lab02.total / GB:.1f} GB)")
 
 # %% [markdown]
 # The second table is the seed's Lab 02 (Mistral-7B, QLoRA, batch 4 × 1024 tokens, gradient checkpointing on):
-# comfortably inside an A100 40GB. The estimate's weights for the shipped tiny model are checked against what the
-# bitsandbytes-quantized model actually holds (`tests/test_memory.py`, within 5 %).
+# comfortably inside an A100 40GB.
+#
+# **Estimate vs measurement.** Load the profile's model in NF4 with double quantization (bitsandbytes, CPU) and
+# count the bytes it really holds — 4-bit codes, absmax, nested absmax, code tables, and the embeddings and norms
+# it leaves unquantized (fp32 here, the profile's compute dtype) — beside the calculator's estimate for the same
+# config. With `PROFILE = "small"` this is SmolLM2-135M-Instruct (tied embeddings, 30 layers).
+
+# %%
+from course.loading import load_base
+from course.memory import measured_weight_bytes, weight_bytes
+
+q_model = load_base(profile, quantize=True)
+q_spec = model_spec(profile.model)
+measured = measured_weight_bytes(q_model)
+estimated = weight_bytes(q_spec, "qlora", weight_dtype="fp32", double_quant=True)
+print(f"{profile.name}: {count_params(q_spec):,} parameters · estimate {estimated:,} B · measured {measured:,} B · "
+      f"estimate/measured = {estimated / measured:.4f} ({100 * abs(estimated - measured) / measured:.2f} % off)")
+print(f"fp32 for comparison: {weight_bytes(q_spec, 'full', weight_dtype='fp32'):,} B")
+del q_model
 #
 # ## Summary
 # - Per trainable parameter, mixed-precision AdamW costs 16 B: bf16 weight 2 + bf16 gradient 2 + fp32 master 4 +

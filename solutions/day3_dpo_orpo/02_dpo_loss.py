@@ -513,14 +513,15 @@ def heldout_drift(model, beta):
 
 
 def train_dpo(beta, optimizer="adam", steps=16, seed=0):
-    """From the base model, `steps` DPO steps over the training batches -> the trained policy (eval mode)."""
+    """From the base model, `steps` DPO steps over the training batches (order set by `seed`) -> the policy."""
     torch.manual_seed(seed)
+    order = torch.randperm(len(train_batches)).tolist()
     pol = load_base(profile)
     opt = (torch.optim.Adam(pol.parameters(), lr=1e-4) if optimizer == "adam"
            else torch.optim.SGD(pol.parameters(), lr=1e-2))
     pol.train()
     for step in range(steps):
-        loss, _ = dpo_batch_loss(pol, ref_model, train_batches[step % len(train_batches)], beta)
+        loss, _ = dpo_batch_loss(pol, ref_model, train_batches[order[step % len(order)]], beta)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -417,11 +417,12 @@ def heldout_gap(m):
 def train_orpo(lam, steps=40, lr=1e-3, seed=0):
     """From the base model: Adam on the paper's ORPO loss over trl's collated training batches."""
     torch.manual_seed(seed)
+    order = torch.randperm(len(train_batches)).tolist()                   # batch order set by the seed
     m = load_base(profile)
     opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0.0)
     m.train()
     for step in range(steps):
-        loss, _ = orpo_batch_loss(m, train_batches[step % len(train_batches)], lam)
+        loss, _ = orpo_batch_loss(m, train_batches[order[step % len(order)]], lam)
         opt.zero_grad()
         loss.backward()
         opt.step()
