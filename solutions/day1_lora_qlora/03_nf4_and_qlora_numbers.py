@@ -287,7 +287,7 @@ print(f"error relative to NF4: FP4 ×{mse['FP4'] / mse['NF4']:.2f}, INT4 ×{mse[
 # **Are the NF4 levels used equally often?** That was the design idea — but the answer is no, and the reason is
 # the absmax. The levels are quantiles of $\mathcal N(0,1)$ divided by the outermost one,
 # $\Phi^{-1}(0.9677) \approx 1.85$: they assume $w/m_b$ has standard deviation $1/1.85$. But the absmax of a block
-# of 64 normal values is the largest of 64 draws, typically ≈ 2.4σ, so the real $w/m_b$ is narrower: inner levels
+# of 64 normal values is the largest of 64 draws, ≈ 2.6σ on average (printed below), so the real $w/m_b$ is narrower: inner levels
 # are over-used, the outer ones under-used, and ±1 is hit only by the absmax itself (at most one value per block).
 
 # %%
@@ -325,7 +325,7 @@ plt.show()
 # trained projections (`tiny`), or SmolLM2-135M-Instruct's (`small`). **Caveat for `small`**: its weights come
 # from a GGUF file stored in **Q4_1** (4-bit, blocks of 32, uniform levels between a per-block min and max)
 # and were dequantized back to fp32 — every block of 32 holds at most 16 distinct values on a uniform grid. They
-# are not the hub checkpoint's bf16 weights, and a uniform 4-bit code fits them unusually well.
+# are not the hub checkpoint's bf16 weights, and errors measured on them are errors on an already-quantized grid.
 
 # %%
 from course.loading import load_base

@@ -44,7 +44,8 @@ print(f"1 GB = {GB:,} bytes (the seed's unit) · A100 80GB = 80 GiB = {A100_80GB
 # counts the master copy with the optimizer states: K = 12). 8-bit AdamW shrinks the moments to 2 B + one fp32
 # absmax per 256 values each. Adapters are fp32 already (peft up-casts them), so LoRA needs no master copy; frozen
 # weights need no gradient and no optimizer state — that is the whole saving. QLoRA's bits are notebook 3's.
-#
+
+# %% [markdown]
 # ### Exercise 1
 # `memory_breakdown(n_params, method, n_lora=0, optimizer="adamw")` returns a dict of bytes with keys
 # `weights`, `lora`, `gradients`, `optimizer`, `total` (no activations yet), following the table. For QLoRA,
@@ -251,10 +252,13 @@ for n_gpus in (8, 16):
           + f"   fits 80 GB (before activations): {[z for z in range(4) if row[z] * GB <= A100_80GB]}")
 b8 = memory_breakdown(n70, "full", optimizer="adamw", master_weights=False)
 print(f"pure bf16 AdamW (no master copy, 12 B/param), ZeRO-3 on 8 GPUs: {zero_per_gpu(b8, 3, 8) / GB:.1f} GB per GPU")
+c8 = memory_breakdown(n70, "full", optimizer="adamw_8bit", master_weights=False)
+print(f"8-bit AdamW, no master copy ({c8['total'] / n70:.2f} B/param), ZeRO-3 on 8 GPUs: {zero_per_gpu(c8, 3, 8) / GB:.1f} GB per GPU")
 
 # %% [markdown]
-# With the standard 16 B/param, only ZeRO-3 brings 70B under 80 GB per GPU, and on eight GPUs not even that:
-# the seed's "eight A100s" needs a cheaper state than mixed-precision AdamW, or a second node.
+# With the standard 16 B/param, only ZeRO-3 brings 70B under 80 GB per GPU, and on eight GPUs not even that; pure
+# bf16 AdamW does not fit eight either. The seed's "eight A100s" for full fine-tuning needs a much cheaper state
+# (8-bit moments and no master copy, the last line — at a cost in stability), CPU offload, or a second node.
 
 # %%
 from course.plotting import plt

@@ -461,9 +461,8 @@ print(f"all pairs: rewards/chosen = β·mean = {BETA * chosen_ratio.mean():.3f},
 # The table shows it per kind: the chosen log-ratio is negative for most pairs of every kind. Where the pair
 # differs in many tokens (`curt`, `rambling`) the rejected one falls much further, so the margin is large. On
 # `wrong` pairs — one word apart — the two fall by similar amounts (compare the columns): the policy learned
-# "lower these sentences" more than "prefer the right word". Negative `rewards/chosen` is not a logging bug; it
-# is what the loss allows, and the chosen responses' probability mass goes somewhere else, not necessarily to
-# anything better.
+# "lower these sentences" more than "prefer the right word". Negative `rewards/chosen` is not a logging bug: it
+# is what the loss allows, and the chosen responses' mass goes elsewhere, not necessarily anywhere better.
 #
 # ## 5. What β does — and what it does not
 #
