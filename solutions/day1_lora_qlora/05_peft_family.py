@@ -207,6 +207,12 @@ assert tuple(_pairs[0][0].shape) == (2, cfg.num_key_value_heads, 3, cfg.head_dim
 for _l, (_k, _v) in enumerate(_pairs):
     assert torch.equal(_k, _cache.layers[_l].keys), f"layer {_l} keys differ from peft's cache"
     assert torch.equal(_v, _cache.layers[_l].values), f"layer {_l} values differ from peft's cache"
+
+# %% nbgrader={"grade": true, "grade_id": "prefix_past_key_values__layout", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_t = torch.arange(1 * 2 * 2 * 1 * 3, dtype=torch.float32).view(1, 12)   # P=1, L=2, H=1, D=3: k0 v0 k1 v1
+_pairs = prefix_past_key_values(_t, 2, 1, 3, 1)
+assert _pairs[0][1].flatten().tolist() == [3.0, 4.0, 5.0], "layer 0's values follow its keys in the table"
+assert _pairs[1][0].flatten().tolist() == [6.0, 7.0, 8.0], "layer 1's keys come after layer 0's key and value"
 ### BEGIN HIDDEN TESTS
 _t = torch.arange(2 * 3 * 2 * 2 * 5, dtype=torch.float32).view(2, 3 * 2 * 2 * 5)   # P=2, L=3, H=2, D=5
 _pairs = prefix_past_key_values(_t, 3, 2, 5, 1)
@@ -226,6 +232,12 @@ with torch.no_grad():
 assert _out.shape == _ref.shape, f"logits for the T real tokens only: {tuple(_ref.shape)}, got {tuple(_out.shape)}"
 _d = (_out - _ref).abs().max().item()
 assert _d < 1e-5, f"with peft's prefix table, logits must equal peft's (padded batch); max diff {_d:.2e}"
+
+# %% nbgrader={"grade": true, "grade_id": "prefix_tuning_forward__edge_cases", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+with torch.no_grad():
+    _zero = prefix_tuning_forward(base, torch.zeros(2, cfg.num_hidden_layers * 2 * cfg.num_key_value_heads * cfg.head_dim), **batch)
+assert _zero.shape == batch["input_ids"].shape + (cfg.vocab_size,), "logits (B, T, vocab): the prefix has no logits"
+assert torch.isfinite(_zero).all(), "an all-zero prefix (zero keys and values) is still a valid cache"
 ### BEGIN HIDDEN TESTS
 torch.manual_seed(23)
 _pm = _get_peft_model(load_base(profile), _PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=1))
@@ -729,8 +741,12 @@ _ref = lr_by_param(_create_loraplus_optimizer(_pm, torch.optim.AdamW, lr=1e-3, l
 assert lr_by_param(_groups) == _ref, "every trainable parameter must get the learning rate peft's LoRA+ gives it"
 _B = _pm.base_model.model.model.layers[0].mlp.down_proj.lora_B["default"].weight
 assert lr_by_param(_groups)[id(_B)] == 8e-3, "B's learning rate is ratio × lr"
-### BEGIN HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "loraplus_groups__dora_and_frozen", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _pm = _get_peft_model(load_base(profile), _LoraConfig(r=2, lora_alpha=4, target_modules=["o_proj"], use_dora=True))
+_frozen = {id(p) for p in _pm.parameters() if not p.requires_grad}
+assert not _frozen & set(lr_by_param(loraplus_groups(_pm, lr=5e-4, ratio=2))), "frozen weights stay out of the optimizer"
+### BEGIN HIDDEN TESTS
 _groups = loraplus_groups(_pm, lr=5e-4, ratio=2)
 _ref = lr_by_param(_create_loraplus_optimizer(_pm, torch.optim.AdamW, lr=5e-4, loraplus_lr_ratio=2).param_groups)
 assert lr_by_param(_groups) == _ref, "DoRA: the 1-D magnitude vectors go with B, at lr · ratio"
