@@ -178,18 +178,10 @@ def main(argv=None):
 
     quiet(a.profile)
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig, prepare_model_for_kbit_training
-    from trl import SFTConfig, SFTTrainer
 
-    from course.chat import ensure_chat_template
     from course.loading import DTYPES, DeviceMissing, load_instruction_data, load_tokenizer, require_device
-    from course.paths import TINY_DOLLY
     from course.profiles import get_profile
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    seed_everything(0)
     p = get_profile(a.profile)
     local = {k: v for k, v in (("model", a.model), ("dataset", a.dataset)) if v}
     if local:                                           # local folders: nothing to download, no converted source
@@ -198,6 +190,17 @@ def main(argv=None):
         require_device(p)                               # a cuda profile without CUDA: an error, not a CPU crawl
     except DeviceMissing as e:
         raise SystemExit(f"qlora_lab: {e}") from None
+
+    from datasets import Dataset
+    from peft import LoraConfig, prepare_model_for_kbit_training
+    from trl import SFTConfig, SFTTrainer
+
+    from course.chat import ensure_chat_template
+    from course.paths import TINY_DOLLY
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    seed_everything(0)
     out = Path(a.output_dir)
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))

@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     ap.add_argument("--venv", default=str(VENV), help="where to build the venv (default .venv-latest)")
     ap.add_argument("--jobs", default="2", help="pytest-xdist workers")
     ap.add_argument("--summary-only", metavar="JUNIT_XML", help="only print the summary of an earlier report")
+    ap.add_argument("--install-only", action="store_true", help="build/upgrade the venv and print versions; no tests")
+    ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (e.g. test files to run instead of all)")
     a = ap.parse_args(argv)
     if a.summary_only:
         print(summary(Path(a.summary_only)))
@@ -117,9 +119,12 @@ def main(argv=None) -> int:
     import json
 
     versions = json.loads(out)
+    print("newest versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), flush=True)
+    if a.install_only:
+        return 0
     report = venv / "report.xml"
     cmd = [str(py), "-m", "pytest", "-q", "-m", "not slow", "-n", a.jobs, "-p", "no:cacheprovider",
-           f"--junitxml={report}", *[f"--deselect={d}" for d in DESELECT]]
+           f"--junitxml={report}", *[f"--deselect={d}" for d in DESELECT], *a.pytest_args]
     print("+ " + " ".join(cmd), flush=True)
     rc = subprocess.run(cmd, cwd=ROOT).returncode
     print("\n=== make test-latest: summary ===")
