@@ -439,7 +439,7 @@ plt.show()
 #
 # ORPO (Hong et al., 2024) adds an odds-ratio term to the SFT loss, no reference model:
 # $\mathcal L = \mathcal L_{NLL}(y_w) - \lambda\,\log\sigma\big(\log\tfrac{\text{odds}(y_w)}{\text{odds}(y_l)}\big)$,
-# with $\text{odds}(y) = \frac{P}{1-P}$ and $P$ the per-token **average** probability of the response. The paper's
+# with $\text{odds}(y) = \frac{P}{1-P}$ and $P = \exp$(the **mean** per-token log-probability of the response). The paper's
 # NLL covers the response tokens only (trl's covers prompt + response, Day 3); this loop, given code, uses the
 # paper's. To compare like with like it starts from the same SFT model as DPO, on the same on-policy pairs, with
 # DPO's step count, batch size and learning rate — "SFT+ORPO", as the seed names it. ORPO's own claim (one stage
