@@ -206,6 +206,8 @@ def test_on_policy_dpo_fixes_the_sft_defect(nb1, seed):
     assert after["concise_on_chatty"] > before["concise_on_chatty"] + 0.2, f"seed {seed}: {before} -> {after}"
     diffs = ns["judge_scores"](held, dpo_ans) - ns["judge_scores"](held, sft_ans)
     mean, low, high = ns["bootstrap_ci"](diffs, seed=seed)
+    print(f"seed {seed}: {len(pairs)} pairs; concise_on_chatty {before['concise_on_chatty']:.3f} -> "
+          f"{after['concise_on_chatty']:.3f}; judge diff {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
     assert low > 0, f"seed {seed}: paired judge difference {mean:+.3f} [{low:+.3f}, {high:+.3f}] covers 0"
 
 
@@ -245,9 +247,10 @@ def test_best_of_n_gold_rises_under_a_decent_rm_and_not_under_the_blind_one(nb2,
     proxy = ns["proxy_rewards"](gold, seed=seed)
     c = ns["best_of_n_curve"](proxy, gold, samples, ns["questions"])
     g = [c[n]["gold"] for n in ns["NS"]]
+    b = ns["best_of_n_curve"](blind, gold, samples, ns["questions"])
+    print(f"seed {seed}: proxy gold by n {[round(x, 3) for x in g]}; blind {[round(b[n]['gold'], 3) for n in ns['NS']]}")
     assert g[-1] > g[0] + 0.2 and g[2] > g[0], f"seed {seed}: proxy gold by n {g}"
     assert g[-1] - g[-2] < g[1] - g[0], f"seed {seed}: no saturation {g}"
-    b = ns["best_of_n_curve"](blind, gold, samples, ns["questions"])
     assert b[16]["gold"] < c[16]["gold"] - 0.2, f"seed {seed}: blind {b[16]['gold']:.3f} vs proxy {c[16]['gold']:.3f}"
 
 
@@ -271,4 +274,5 @@ def test_cai_loop_removes_harmful_compliance(seed):
     assert after["harmful_compliance"] < before["harmful_compliance"] - 0.5, f"seed {seed}: {before} -> {after}"
     assert after["over_refusal"] < 0.1 and after["harmless_gold"] > before["harmless_gold"] - 0.2, f"seed {seed}"
     bare = ns["compliance"](ns["sl_cai_stage"](helpful, revisions, 0, seed))
+    print(f"seed {seed}: helpful-only {before}\n  SL-CAI {after}\n  SL-CAI no rehearsal {bare}")
     assert bare["over_refusal"] > after["over_refusal"] + 0.3, f"seed {seed}: the trade-off did not show: {bare}"
