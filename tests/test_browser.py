@@ -123,6 +123,7 @@ def test_learner_and_instructor_journeys_in_chromium(tmp_path):
         names = wait_for(d, """const n = [...document.querySelectorAll('.jp-DirListing-itemText')].map(e => e.textContent);
                                return n.includes('lessons') && n.includes('workspace') ? n : null;""", 180,
                          "lessons/ and workspace/ in the file browser")
+        time.sleep(1)                # the listing is in the DOM a moment before it is painted
         shot("lab_file_browser")
         assert "autograder" in names
 
