@@ -123,6 +123,7 @@ def test_learner_and_instructor_journeys_in_chromium(tmp_path):
         names = wait_for(d, """const n = [...document.querySelectorAll('.jp-DirListing-itemText')].map(e => e.textContent);
                                return n.includes('lessons') && n.includes('workspace') ? n : null;""", 180,
                          "lessons/ and workspace/ in the file browser")
+        time.sleep(1)                # the listing is in the DOM a moment before it is painted
         shot("lab_file_browser")
         assert "autograder" in names
 
@@ -148,10 +149,16 @@ def test_learner_and_instructor_journeys_in_chromium(tmp_path):
         open_notebook(d, lab, f"workspace/{SMALL_DAY}/{SMALL_NB}.ipynb")
         n_code = sum(c.cell_type == "code" for c in read_source(REPO.solutions / SMALL_DAY / f"{SMALL_NB}.py").cells)
         run_all(d)
-        done = wait_for(d, """const p = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')]
-                                .map(e => e.textContent.trim());
-                              return p.length && p.every(t => /^\\[\\d+\\]:$/.test(t)) ? p : null;""", 300,
-                        "every cell executed")
+        try:
+            done = wait_for(d, """const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden)');
+                const err = nb.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
+                if (err && /Error/.test(err.textContent)) return ['error', err.textContent.slice(0, 800)];
+                const p = [...nb.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim());
+                return p.length && p.every(t => /^\\[\\d+\\]:$/.test(t)) ? p : null;""", 300, "every cell executed")
+        except AssertionError:
+            shot("FAILED_small_notebook")
+            raise
+        assert done[0] != "error", f"a cell of the finished notebook failed in JupyterLab: {done[1]}"
         shot("small_notebook_ran")
         outputs = d.execute_script("return [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) "
                                    ".jp-OutputArea-output')].map(e => [e.getAttribute('data-mime-type'), e.textContent])")
