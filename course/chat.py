@@ -10,7 +10,7 @@ ends each response with its EOS. Tokenize the rendered *string* yourself only wi
 
 from __future__ import annotations
 
-from .tinyworld.templates import ALPACA
+from .tinyworld.templates import ALPACA, TEMPLATES
 
 # Alpaca with the tokenizer's BOS once (rendered only if the tokenizer has one) and assistant turns marked for
 # trl's assistant_only_loss ({% generation %} comes from the tiny world's ALPACA).
@@ -19,15 +19,36 @@ BASE_TEMPLATE_NAME = "alpaca+bos"
 
 
 def ensure_chat_template(tokenizer) -> str:
-    """Give ``tokenizer`` a chat template if it has none; return which: ``"own"`` or ``BASE_TEMPLATE_NAME``.
+    """Give ``tokenizer`` a default chat template if it has none; return which: ``"own"`` or ``BASE_TEMPLATE_NAME``.
 
-    A tokenizer that has a template (an instruct model's, the tiny tokenizer's ChatML) keeps it: that is the
-    format the model was tuned in.
+    A tokenizer that has a default template (an instruct model's, the tiny tokenizer's ChatML) keeps it: that is the
+    format the model was tuned in. Named extra templates (``add_named_templates``) are not a default.
     """
-    if tokenizer.chat_template:
+    t = tokenizer.chat_template
+    if isinstance(t, dict):
+        if t.get("default"):
+            return "own"
+        tokenizer.chat_template = {"default": BASE_TEMPLATE, **t}
+        return BASE_TEMPLATE_NAME
+    if t:
         return "own"
     tokenizer.chat_template = BASE_TEMPLATE
     return BASE_TEMPLATE_NAME
+
+
+def add_named_templates(tokenizer):
+    """Let ``tokenizer`` render the lessons' named templates (``chat_template="chatml" | "alpaca" | "llama3"``).
+
+    The tiny tokenizer ships them; a real tokenizer (SmolLM2's, Mistral's) has one template or none, and
+    ``apply_chat_template(chat_template="alpaca")`` would then render the *string* ``"alpaca"``. Its own template stays
+    the default; names it already has are kept. Returns the tokenizer.
+    """
+    t = tokenizer.chat_template
+    named = dict(t) if isinstance(t, dict) else ({"default": t} if t else {})
+    for name, template in TEMPLATES.items():
+        named.setdefault(name, template)
+    tokenizer.chat_template = named
+    return tokenizer
 
 
 def count_bos(tokenizer, ids) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from . import models
+from .chat import add_named_templates
 from .profiles import Profile, get_profile
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -46,9 +47,9 @@ def load_tokenizer(profile: Profile | str | None = None):
 
     p = _profile(profile)
     tok = AutoTokenizer.from_pretrained(p.model)
-    if tok.pad_token is None:            # real base models (Mistral, SmolLM2) ship without a pad token
+    if tok.pad_token is None:            # real base models (Mistral) ship without a pad token
         tok.pad_token = tok.eos_token
-    return tok
+    return add_named_templates(tok)      # the lessons' chat_template="chatml"/"alpaca"/"llama3" work on every profile
 
 
 def bnb_config(profile: Profile | str | None = None):

@@ -80,6 +80,9 @@ def setup(profile: str | None = None, seed: int = 0, threads: int | None = None)
     if threads or os.environ.get("COURSE_THREADS"):
         torch.set_num_threads(int(threads or os.environ["COURSE_THREADS"]))
     seed_everything(seed)
+    from .short_errors import install
+
+    install()                            # an unsolved exercise's knock-on errors: one line each, not tracebacks
     print(f"profile: {p.name} · model: {p.label} · device: {p.device} · seed: {seed}")
     return p
 

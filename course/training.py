@@ -29,7 +29,8 @@ def with_template(tokenizer, template: str | None):
     if template is None:
         return tokenizer
     tok = copy.deepcopy(tokenizer)
-    tok.chat_template = {"default": tokenizer.get_chat_template(template), **tokenizer.chat_template}
+    # the named template becomes the default (it must come last: the tokenizer's own dict has a "default" too)
+    tok.chat_template = {**tokenizer.chat_template, "default": tokenizer.get_chat_template(template)}
     return tok
 
 

@@ -72,3 +72,23 @@ def test_tokenizing_the_rendered_string_needs_add_special_tokens_false(base_tok)
     ensure_chat_template(base_tok)
     text = base_tok.apply_chat_template(RECORDS[0]["prompt"], tokenize=False, add_generation_prompt=True)
     assert count_bos(base_tok, base_tok(text, add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_named_templates_work_on_the_real_tokenizer(small_profile):
+    """Lessons ask for chat_template="chatml" / "alpaca" / "llama3": on SmolLM2 they must render those formats."""
+    from course.loading import load_tokenizer
+    from course.tinyworld.templates import EXAMPLE_MESSAGES, RENDERED_EXAMPLE
+    from course.training import with_template
+
+    tok = load_tokenizer(small_profile)
+    default = tok.apply_chat_template(EXAMPLE_MESSAGES, tokenize=False)
+    assert default.startswith("<|im_start|>system\n"), "SmolLM2's own template stays the default"
+    for name in ("chatml", "llama3"):
+        assert tok.apply_chat_template(EXAMPLE_MESSAGES, chat_template=name, tokenize=False) == RENDERED_EXAMPLE[name]
+    alpaca = tok.apply_chat_template(EXAMPLE_MESSAGES, chat_template="alpaca", tokenize=False)
+    assert alpaca == RENDERED_EXAMPLE["alpaca"].replace("</s>", tok.eos_token)
+    # with_template makes the named one the default (it used to leave the tokenizer's default in place)
+    assert with_template(tok, "alpaca").apply_chat_template(EXAMPLE_MESSAGES, tokenize=False) == alpaca
+    tiny = load_tokenizer("tiny")
+    assert with_template(tiny, "alpaca").apply_chat_template(EXAMPLE_MESSAGES, tokenize=False) == \
+        RENDERED_EXAMPLE["alpaca"]

@@ -41,7 +41,8 @@ def cmd_days(args) -> int:
         s = day_summary(d.folder)
         checks = f"{s['passed']}/{s['total']}" if s["checked"] else "-"
         print(f"{d.number:<4} {d.weekday:<4} {d.folder:<24} {n:>9}  {'yes' if s['started'] else 'no':<8} {checks:<8} {d.title}")
-    print("\nStart a day with `course start day1`; check a notebook with `course check <notebook>`.")
+    print("\nStart a day with `.venv/bin/course start day1`; check a notebook with "
+          "`.venv/bin/course check <notebook>`.")
     return 0
 
 

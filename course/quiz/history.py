@@ -77,8 +77,8 @@ def _check_review(r: dict) -> None:
     s = r.get("score")
     if not isinstance(s, (int, float)) or not 0 <= s <= 1:
         raise ValueError("score must be in [0, 1]")
-    if r.get("mode") not in ("quiz", "drill", "review"):
-        raise ValueError("mode must be quiz, drill or review")
+    if r.get("mode") not in ("quiz", "drill", "review", "design"):
+        raise ValueError("mode must be quiz, drill, review or design")
 
 
 def _check_drill(r: dict) -> None:

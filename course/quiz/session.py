@@ -22,7 +22,7 @@ from . import history as H
 from . import srs
 from .grading import AnswerFormatError, Grade, grade, grade_key_points, parse_key_points, suggested_rating
 from .loader import Bank
-from .schema import LETTERS, Question
+from .schema import LETTERS, Question, format_number
 from .stats import latest_scores
 
 SKIP = {"?", "skip", "idk", "pass"}
@@ -296,7 +296,7 @@ def review(bank: Bank, questions: list[Question], con: Console, new_limit: int =
     raw_log = H.reviews_log(home)
     log = SafeLog(raw_log, con)
     salt = _session_salt(seed)
-    reviews = raw_log.read(out=con.out)
+    reviews = [r for r in raw_log.read(out=con.out) if r["qid"] in bank.by_id]     # design cases are not cards here
     cards = srs.replay(reviews)
     queue = srs.due_queue([q.id for q in questions], cards, at(), new_limit=new_limit)
     if limit:
@@ -341,7 +341,7 @@ def review(bank: Bank, questions: list[Question], con: Console, new_limit: int =
         con.say("(stopped)")
     finally:
         log.flush()
-    reviews = raw_log.read(out=con.out)
+    reviews = [r for r in raw_log.read(out=con.out) if r["qid"] in bank.by_id]
     cards = srs.replay(reviews)
     now = at()
     con.say(f"\nReviewed {len(done)} card(s). Streak: {srs.streak(reviews, now.date())} day(s).")
@@ -509,3 +509,100 @@ def show_report(r: dict, con: Console) -> None:
 
 def report_json(r: dict) -> str:
     return json.dumps(r, indent=2, ensure_ascii=False)
+
+
+# ---- course drill --design ---------------------------------------------------------------------------
+def read_answer(con: Console, prompt: str) -> str:
+    """A multi-line answer, ended by an empty line or '.' (an end of input ends it too, keeping what was typed)."""
+    lines: list[str] = []
+    first = True
+    while True:
+        try:
+            line = con.ask(prompt if first else "")
+        except (EndOfInput, KeyboardInterrupt):
+            if lines:
+                return "\n".join(lines)
+            raise
+        first = False
+        if line.strip() in ("", "."):
+            if lines or line.strip() == ".":
+                return "\n".join(lines)
+            con.say("  (empty answer: type your design, or '.' to reveal the rubric without one)")
+            first = True
+            continue
+        lines.append(line)
+
+
+def design_drill(cases: list, con: Console, case_id: str | None = None, minutes: float | None = None,
+                 seed: int | None = None, home=None, clock: Callable[[], float] = time.monotonic) -> dict | None:
+    """One system-design case against a timer: scenario and constraints, a typed (or spoken) answer, then the
+    computed numbers, the model answer and the weighted rubric; the learner ticks the rubric points covered.
+    The weighted score goes to reviews.jsonl (mode 'design') and the full report to drills.jsonl."""
+    rlog, dlog = H.reviews_log(home), H.drills_log(home)
+    by_id = {c.id: c for c in cases}
+    if case_id:
+        if case_id not in by_id:
+            raise KeyError(f"no design case {case_id!r}; cases: {', '.join(sorted(by_id))}")
+        case = by_id[case_id]
+    else:
+        latest = latest_scores(rlog.read(out=con.out))
+        rng = random.Random(seed)
+        case = rng.choices(cases, weights=[1.0 + (1.0 - latest.get(c.id, 0.5)) * 2 for c in cases])[0]
+    budget = (minutes or case.minutes) * 60
+    con.say(f"\n=== System design · {case.title} ===  [{case.id} · difficulty {STARS[case.difficulty]} · day {case.day}]")
+    con.say(case.scenario)
+    con.say("Constraints:")
+    for k in case.constraints:
+        con.say(f"- {k.name}: {format_number(k.value) if isinstance(k.value, (int, float)) else k.value} {k.unit}".rstrip(),
+                indent="  ")
+    con.say(f"\n⏱ You have {fmt_clock(budget)}. Work out the numbers, then type your design (or say it aloud and type "
+            f"a summary). End with an empty line or '.'.")
+    start, started_at = clock(), H.now()
+    answer, ended = "", "answered"
+    try:
+        answer = read_answer(con, "> ")
+    except EndOfInput:
+        ended = "input"
+    except KeyboardInterrupt:
+        ended = "interrupted"
+    elapsed = clock() - start
+    con.say(f"\n⏱ {fmt_clock(elapsed)} of {fmt_clock(budget)}" + ("  (over time)" if elapsed > budget else ""))
+    con.say("The numbers (computed by the course's calculators):")
+    for n in case.numbers:
+        con.say(f"- {n.name}: {case.number_text(n)}", indent="  ")
+    con.say("\nModel answer:")
+    con.say(case.model_answer, indent="  ")
+    con.say(f"\nRubric (weights, total {case.total_weight}):")
+    points = [f"[{p.weight}] {p.point}" for p in case.rubric]
+    covered: list[int] = []
+    if ended == "answered":
+        try:
+            covered = self_score(points, con)
+        except (EndOfInput, KeyboardInterrupt):
+            ended = "input"
+    else:
+        for i, p in enumerate(points, 1):
+            con.say(f"{i}. {p}", indent="  ")
+    score = case.score(covered)
+    report = {"v": 1, "kind": "design", "ts": H.iso(started_at), "case": case.id, "title": case.title,
+              "minutes": budget / 60, "elapsed_s": round(elapsed, 1), "over_time": elapsed > budget, "ended": ended,
+              "answer": answer, "covered": covered, "score": round(score, 3),
+              "rubric": [{"point": p.point, "weight": p.weight, "covered": i in covered}
+                         for i, p in enumerate(case.rubric, 1)],
+              "answers": []}
+    if ended == "answered" or answer:
+        SafeLog(rlog, con).append(H.review_record(case.id, "system_design", "design", score,
+                                                  suggested_rating(score), duration_s=elapsed, answer=answer))
+    try:
+        dlog.append(report)
+        where = f"Saved to {dlog.path}"
+    except OSError as e:
+        where = f"cannot write {dlog.path} ({e.strerror or e})"
+    con.say(f"\nScore: {score:.0%} of the rubric's weight" + (" (not scored: no answer)" if not covered and ended != "answered" else ""))
+    missed = [p.point for i, p in enumerate(case.rubric, 1) if i not in covered]
+    if missed and covered:
+        con.say("Missed (heaviest first): " + "; ".join(
+            p.point for p in sorted((p for i, p in enumerate(case.rubric, 1) if i not in covered),
+                                    key=lambda p: -p.weight)[:3]))
+    con.say(where)
+    return report

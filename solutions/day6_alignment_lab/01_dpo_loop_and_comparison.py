@@ -519,13 +519,16 @@ print(f"reward model's held-out accuracy on 'wrong' pairs (correctness): "
 #   down, and part of that push lands on the shared tokens and the end-of-sentence: watch the `complete` column fall
 #   (answers that run on, "Buenos…The capital of…"). This is *likelihood displacement*; the remedies are a larger β,
 #   a smaller learning rate, fewer steps, or an SFT term in the loss (trl's `rpo_alpha`).
+
+# %% [markdown]
 # - **Two judges disagree.** The reward model cannot check facts well (its accuracy on `wrong` pairs is printed
 #   above), so it can score a policy up while the rule judge scores it down — why a policy is evaluated by a judge
 #   it never trained against, and by more than one.
 # - **ORPO** must learn format and preference in one stage from the base within the same number of steps, each step
 #   seeing 4 pairs where an SFT step sees 16 examples: at this budget expect it to lag SFT (the table says by how
 #   much); its claim is one stage and no reference model, not more from less data.
-#
+
+# %% [markdown]
 # ## 4. MT-Bench and AlpacaEval on the `a100` profile (wired, not run here)
 #
 # Open-ended benchmarks need a strong judge model (GPT-4-class) and the network, so CI does not run them. The code
