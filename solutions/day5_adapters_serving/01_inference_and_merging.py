@@ -12,8 +12,8 @@
 # deliverable is an adapter folder, a small fraction of the base's size (measured below), that only means
 # something on top of its base. This notebook:
 #
-# 1. trains a small task adapter **by QLoRA on the 4-bit base** (the stand-in for Day 4's output), saves it, and
-#    loads **base + adapter** back the way a deployment does;
+# 1. trains a small task adapter in place (the stand-in for Day 4's output), saves it, and loads **base + adapter**
+#    back the way a deployment does;
 # 2. compares **base vs fine-tuned** on held-out prompts — side by side, and with the task scorer's numbers;
 # 3. **merges** the adapter into the base (`merge_and_unload`): the logits agree to a tolerance we state and
 #    explain, and we measure what merging buys in speed;
@@ -36,12 +36,11 @@ from pathlib import Path
 
 import bitsandbytes.functional as bnbF
 import torch
-from peft import PeftModel, prepare_model_for_kbit_training
+from peft import PeftModel
 
 from course.generation import answer, chat_prompt
-from course.kbit import keep_training_layout
 from course.loading import load_base, load_tokenizer
-from course.memory import measured_weight_bytes, nf4_bits_per_param
+from course.memory import nf4_bits_per_param
 from course.timing import median_seconds
 from course.tinyworld import tasks
 from course.training import lora_config, train_sft
@@ -51,60 +50,46 @@ FAMILIES = ["capital", "antonym", "plural"]
 tokenizer = load_tokenizer(profile)
 
 # %% [markdown]
-# ## 1. An adapter to serve, trained by QLoRA
+# ## 1. An adapter to serve
 #
-# Day 4's lab trains the adapter; its output is not shipped with the course, so we train a small one here the same
-# way: the base loaded in **4-bit NF4** (`load_base(profile, quantize=True)`), `prepare_model_for_kbit_training`, and
-# `course.training.train_sft` (trl's `SFTTrainer`, prompt masked, LoRA r=8, α=16 on all seven projections, adapters
-# kept in fp32) on three task families of the tiny world. `keep_training_layout` switches off bitsandbytes' CPU
-# repacking (docs/PITFALLS.md). Then we save it exactly as Lab 02 does: `save_pretrained` writes only the adapter —
-# its config and its A, B matrices — not the base.
+# Day 4's lab trains the adapter; its output is not shipped with the course, so we train a small one here with
+# `course.training.train_sft` (trl's `SFTTrainer`, prompt masked, LoRA r=8, α=16 on all seven projections) on three
+# task families of the tiny world, for 40 steps. Then we save it exactly as Lab 02 does: `save_pretrained` writes
+# only the adapter — its config and its A, B matrices — not the base.
 
 # %%
 torch.manual_seed(0)
 t0 = time.perf_counter()
-qbase = load_base(profile, quantize=True)
-keep_training_layout(qbase)
-qbase = prepare_model_for_kbit_training(qbase, use_gradient_checkpointing=False)
-STEPS = profile.steps(60)
-trained, losses = train_sft(qbase, tokenizer, tasks.examples("train", FAMILIES), template=TEMPLATE,
-                            lora=lora_config(r=8, alpha=16), max_steps=STEPS, batch_size=8, learning_rate=5e-3,
-                            adapter_dtype=torch.float32)
-print(f"QLoRA: trained {STEPS} steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+trained, losses = train_sft(load_base(profile), tokenizer, tasks.examples("train", FAMILIES), template=TEMPLATE,
+                            lora=lora_config(r=8, alpha=16), max_steps=40, batch_size=8, learning_rate=1e-2,
+                            scheduler="constant", activation_checkpointing=False)
+print(f"trained 40 steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 ADAPTER_DIR = Path(tempfile.mkdtemp(prefix="day5-adapter-"))
 trained.save_pretrained(ADAPTER_DIR)
-tokenizer.save_pretrained(ADAPTER_DIR)                     # the chat template travels with the adapter
-adapter_bytes = (ADAPTER_DIR / "adapter_model.safetensors").stat().st_size
-plain_base = load_base(profile).eval()                      # the full-precision base, for checks
-base_params = sum(p.numel() for p in plain_base.parameters())
-base_bytes = sum(p.numel() * p.element_size() for p in plain_base.parameters())
+adapter_bytes = sum(f.stat().st_size for f in ADAPTER_DIR.iterdir())
+base = {n: p for n, p in trained.named_parameters() if "lora_" not in n}
+base_params = sum(p.numel() for p in base.values())
+base_bytes = sum(p.numel() * p.element_size() for p in base.values())
 print("saved:", sorted(f.name for f in ADAPTER_DIR.iterdir()))
-print(f"adapter weights on disk: {adapter_bytes:,} bytes; the base it needs: {base_params:,} parameters "
-      f"= {base_bytes:,} bytes in fp32 ({base_bytes / adapter_bytes:.1f}× the adapter), "
-      f"{measured_weight_bytes(qbase):,} bytes held by the 4-bit base")
+print(f"adapter on disk: {adapter_bytes:,} bytes; the base it needs: {base_params:,} parameters "
+      f"= {base_bytes:,} bytes ({base_bytes / adapter_bytes:.1f}× the adapter)")
 
 # %% [markdown]
 # **Load base + adapter**, as a server does: the base from its own folder (the hub name in the other profiles),
 # then `PeftModel.from_pretrained(base, adapter_dir)`, which reads `adapter_config.json` (targets, r, α), wraps the
-# targeted `nn.Linear`s in LoRA layers and loads A and B. On a fresh **4-bit** base it computes exactly what the
-# trained model did. Sections 1–3 then serve the adapter on the **full-precision** base — the base a merge for
-# deployment starts from; the difference is the base's NF4 rounding, measured in section 4.
+# targeted `nn.Linear`s in LoRA layers and loads A and B. The reloaded model computes exactly what the trained one
+# did:
 
 # %%
+model = PeftModel.from_pretrained(load_base(profile), ADAPTER_DIR).eval()
+plain_base = load_base(profile).eval()                      # an untouched copy of the base, for checks
 probe = tokenizer([chat_prompt(tokenizer, e.instruction, TEMPLATE) + e.response
                    for e in tasks.examples("heldout", FAMILIES)[::10]], return_tensors="pt", padding=True,
                   add_special_tokens=False)
-reloaded_4bit = load_base(profile, quantize=True)
-keep_training_layout(reloaded_4bit)                         # the layout training used
-reloaded_4bit = PeftModel.from_pretrained(reloaded_4bit, ADAPTER_DIR).eval()
-model = PeftModel.from_pretrained(load_base(profile), ADAPTER_DIR).eval()
 with torch.no_grad():
-    trained_logits = trained(**probe).logits                # (batch, seq, vocab)
-    ref_logits = model(**probe).logits
-    print("logits", tuple(ref_logits.shape), "· max |reloaded on 4-bit − trained| =",
-          (reloaded_4bit(**probe).logits - trained_logits).abs().max().item(),
-          "· max |on the fp32 base − trained| =", f"{(ref_logits - trained_logits).abs().max().item():.3f}")
-del reloaded_4bit
+    ref_logits = model(**probe).logits                      # (batch, seq, vocab)
+    print("logits", tuple(ref_logits.shape), "· max |reloaded − trained| =",
+          (ref_logits - trained(**probe).logits).abs().max().item())
 
 # %%
 heldout = tasks.examples("heldout", FAMILIES)
@@ -307,16 +292,16 @@ print(f"the adapter adds {extra:,} parameters ({extra / base_params:.1%} of the 
 # ## 4. Merging onto a 4-bit base
 #
 # With QLoRA the adapter was trained on top of NF4 weights: the model you evaluated is
-# $\text{deq}(Q(W_0))\,x + sB(Ax)$ — our adapter was trained exactly so (section 1). Three ways to "merge" it,
-# against that reference:
+# $\text{deq}(Q(W_0))\,x + sB(Ax)$. Three ways to "merge" it, against that reference (we attach our adapter to the
+# 4-bit base and treat that as the model to reproduce):
 #
 # - **into the 4-bit layer** (peft's `merge_and_unload` on a `Linear4bit`): dequantize, add $sBA$, **quantize
 #   again** to NF4 — most entries of the update are smaller than the gap between NF4 levels, so the rounding
 #   distorts it (by how much is measured below);
 # - **dequantize first** (`model.dequantize()`, then merge): $\text{deq}(Q(W_0)) + sBA$ kept in fp32/bf16 —
 #   the reference up to rounding, at 16/32 bits per weight instead of about four;
-# - **reload the base in bf16 (or fp32), then merge** (the common recipe): $W_0 + sBA$ on the *original* weights —
-#   differs from the reference by the base's quantization error, which the adapter never saw in QLoRA training.
+# - **onto the original full-precision $W_0$**: differs from the reference by the base's quantization error,
+#   which the adapter never saw in QLoRA training.
 #
 # ### Exercise 3
 # `dequantize_and_merge(layer, adapter_name)` returns the fp32 merged weight of a LoRA layer whose base is a
@@ -426,9 +411,7 @@ ways = {"4-bit base + adapter (reference)": lambda: fresh_4bit_model(),
         "merged into 4-bit (requantized)": lambda: fresh_4bit_model().merge_and_unload(),
         "dequantize first, then merge": lambda: PeftModel.from_pretrained(
             load_base(profile, quantize=True).dequantize(), ADAPTER_DIR).merge_and_unload(),
-        "bf16 reload of W0, then merge": lambda: PeftModel.from_pretrained(
-            load_base(profile, dtype="bfloat16"), ADAPTER_DIR).merge_and_unload(),
-        "fp32 reload of W0, then merge": lambda: merged,
+        "merged onto original fp32 W0": lambda: merged,
         "merged into 4-bit after a forward": into_4bit_after_serving}
 with torch.no_grad():
     q_ref = ways["4-bit base + adapter (reference)"]()(**probe).logits
