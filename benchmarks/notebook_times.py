@@ -1,6 +1,9 @@
-"""Execute every reference notebook (solutions/<day>/*.py) on the tiny profile and print its wall time.
+"""Execute every reference notebook (solutions/<day>/*.py) on a profile (default tiny) and print its wall time.
 
-    python benchmarks/notebook_times.py [day1 day3 ...] [--threads 1]
+    python benchmarks/notebook_times.py [day1 day3 ...] [--threads 1] [--profile small] [--cells N]
+
+``--profile`` sets ``COURSE_PROFILE`` in each kernel, which overrides the notebook's parameters cell (the small
+profile needs its model in the cache first: ``course models fetch small``).
 
 Each notebook runs top to bottom in a fresh kernel (nbclient), as a student's `Run All` would; the table
 is what the README's "measured times on CPU" quotes. Times depend on the machine and its load: the
@@ -23,20 +26,28 @@ from course.authoring.cells import read_source  # noqa: E402
 from course.authoring.execution import kernel_env  # noqa: E402
 
 
-def run(path: Path, threads: int, timeout: int) -> tuple[float, str]:
+def run(path: Path, threads: int, timeout: int, profile: str | None = None, cells: int = 0) -> tuple[float, str]:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     nb = read_source(path)
+    if cells:                                   # a start check: only the first `cells` code cells
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        if len(code) > cells:
+            nb.cells = nb.cells[:code[cells - 1] + 1]
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(path.parent)}})
     env = kernel_env(threads)
+    if profile:
+        env["COURSE_PROFILE"] = profile
     t0 = time.perf_counter()
     try:
         client.execute(env=env)
         status = "ok"
     except CellExecutionError as e:
         status = "error: " + str(e).strip().splitlines()[-1][:80]
+    except Exception as e:                      # a cell timeout, a dead kernel: record it, go on to the next
+        status = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:80]
     return time.perf_counter() - t0, status
 
 
@@ -45,18 +56,29 @@ def main() -> int:
     ap.add_argument("days", nargs="*", help="day folders or prefixes (default: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--timeout", type=int, default=600)
+    ap.add_argument("--profile", default=None, help="run every notebook on this profile (COURSE_PROFILE)")
+    ap.add_argument("--cells", type=int, default=0, help="a start check: run only the first N code cells")
     args = ap.parse_args()
+    if args.profile:
+        from course.profiles import get_profile
+
+        p = get_profile(args.profile)
+        if p.source:
+            from course.models import require
+
+            require(p.source)                   # one clear error if the model is not fetched yet
     sources = sorted(p for p in (ROOT / "solutions").glob("day*/*.py")
                      if not args.days or any(p.parent.name.startswith(d) for d in args.days))
     load = os.getloadavg()[0]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {load:.1f} at start; "
-          f"{args.threads} torch thread(s) per kernel\n")
-    print(f"{'notebook':<52} {'seconds':>8}  status")
+          f"{args.threads} torch thread(s) per kernel; profile {args.profile or 'as each notebook says (tiny)'}\n")
+    print(f"{'notebook':<52} {'seconds':>8} {'load':>5}  status")
     total = 0.0
     for p in sources:
-        secs, status = run(p, args.threads, args.timeout)
+        secs, status = run(p, args.threads, args.timeout, args.profile, args.cells)
         total += secs
-        print(f"{str(p.relative_to(ROOT / 'solutions')):<52} {secs:>8.1f}  {status}", flush=True)
+        print(f"{str(p.relative_to(ROOT / 'solutions')):<52} {secs:>8.1f} {os.getloadavg()[0]:>5.1f}  {status}",
+              flush=True)
     print(f"{'total':<52} {total:>8.1f}")
     print(f"\nload average at end: {os.getloadavg()[0]:.1f}")
     return 0

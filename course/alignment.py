@@ -14,7 +14,7 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from .training import restore_forward
+from .training import restore_forward, use_cpu
 
 
 def preference_records(pairs) -> list[dict]:
@@ -29,7 +29,7 @@ def preference_records(pairs) -> list[dict]:
 
 def _cpu_args(model, seed: int, max_steps: int, config: dict) -> dict:
     """Settings every trainer run here shares (overridable through ``config``)."""
-    defaults = dict(output_dir=tempfile.mkdtemp(prefix="course-pref-"), use_cpu=True, report_to=[],
+    defaults = dict(output_dir=tempfile.mkdtemp(prefix="course-pref-"), use_cpu=use_cpu(model), report_to=[],
                     save_strategy="no", logging_steps=1, disable_tqdm=True, seed=seed, data_seed=seed,
                     max_steps=max_steps, weight_decay=0.0, dataloader_num_workers=0,
                     # trl defaults to bf16 autocast and gradient checkpointing; follow the model's dtype, and skip

@@ -13,6 +13,7 @@ SUBCOMMAND_MODULES = [
     "course.commands.authoring",    # build, start, check, mutants, grade
     "course.commands.quiz",         # quiz (validate, stats, export-anki), drill, review
     "course.commands.memory",       # memory (training-memory calculator)
+    "course.commands.models",       # models (fetch / list / path: the small profile's real model)
 ]
 
 

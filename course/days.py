@@ -19,7 +19,8 @@ DAYS: list[Day] = [
     Day(1, "Mon", "day1_lora_qlora", "LoRA math and QLoRA numbers",
         "Hu et al. 2021 (LoRA); Dettmers et al. 2023 (QLoRA)",
         "LoRA's math and parameter counts, LoRA from scratch checked against peft, NF4 from scratch checked "
-        "against bitsandbytes, double quantization, a memory calculator"),
+        "against bitsandbytes, double quantization, a memory calculator, the PEFT family (prompt and prefix "
+        "tuning, (IA)³, DoRA, rsLoRA, PiSSA, LoRA+) each checked against peft"),
     Day(2, "Tue", "day2_rlhf", "RLHF: reward model, PPO with a KL penalty, reward hacking",
         "Ouyang et al. 2022 (InstructGPT); Schulman et al. 2017 (PPO); Christiano et al. 2017; Stiennon et al. 2020",
         "a Bradley–Terry reward model, PPO's pieces (log-probs, KL, GAE, clipped surrogate), a toy RLHF loop, "

@@ -4,19 +4,42 @@
 ``"mistralai/Mistral-7B-v0.1"`` or the shipped tiny folder; ``load_instruction_data(profile)`` calls
 ``datasets.load_dataset(profile.dataset)`` whether that is ``"databricks/databricks-dolly-15k"`` or the
 shipped folder of JSON lines in Dolly's record format. With ``HF_HUB_OFFLINE=1`` the local paths load.
+The ``small`` profile's ``model`` is a folder in the model cache (``course.models``): it loads through the same
+``from_pretrained`` call once ``course models fetch small`` has built it, and raises one clear
+``ModelNotFetched`` error naming that command if it has not.
 """
 
 from __future__ import annotations
 
 import torch
 
+from . import models
+from .chat import add_named_templates
 from .profiles import Profile, get_profile
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _profile(profile: Profile | str | None) -> Profile:
-    return profile if isinstance(profile, Profile) else get_profile(profile)
+    p = profile if isinstance(profile, Profile) else get_profile(profile)
+    if p.source and p.model == str(models.model_dir(p.source)):
+        models.require(p.source)                # the cache folder is there and complete, or one clear error
+    return p
+
+
+class DeviceMissing(RuntimeError):
+    """The profile asks for a GPU and none is visible (no silent CPU fallback: a 7B model would crawl)."""
+
+
+def require_device(profile: Profile | str | None = None) -> Profile:
+    """The profile, after checking that its device exists; raises ``DeviceMissing`` with what to do instead."""
+    p = profile if isinstance(profile, Profile) else get_profile(profile)
+    if p.device == "cuda" and not torch.cuda.is_available():
+        raise DeviceMissing(
+            f"profile {p.name!r} trains on a CUDA GPU, and torch sees none (torch.cuda.is_available() is False; "
+            f"torch {torch.__version__}). Run on a GPU machine with a CUDA build of torch, or pick a CPU profile: "
+            f"--profile small (a real 135M model) or --profile tiny.")
+    return p
 
 
 def load_tokenizer(profile: Profile | str | None = None):
@@ -24,9 +47,9 @@ def load_tokenizer(profile: Profile | str | None = None):
 
     p = _profile(profile)
     tok = AutoTokenizer.from_pretrained(p.model)
-    if tok.pad_token is None:            # real base models (Mistral, SmolLM2) ship without a pad token
+    if tok.pad_token is None:            # real base models (Mistral) ship without a pad token
         tok.pad_token = tok.eos_token
-    return tok
+    return add_named_templates(tok)      # the lessons' chat_template="chatml"/"alpaca"/"llama3" work on every profile
 
 
 def bnb_config(profile: Profile | str | None = None):
@@ -44,7 +67,7 @@ def load_base(profile: Profile | str | None = None, quantize: bool = False, dtyp
     """The profile's base model, optionally 4-bit quantized (QLoRA), on the profile's device."""
     from transformers import AutoModelForCausalLM
 
-    p = _profile(profile)
+    p = require_device(_profile(profile))
     kwargs = {"dtype": DTYPES[dtype or p.compute_dtype]}
     if quantize:
         kwargs["quantization_config"] = bnb_config(p)

@@ -13,9 +13,11 @@ import warnings
 
 from .profiles import Profile, get_profile
 
+# Set for local profiles only (tiny, small: everything loads from folders, so a hub lookup could only stall or
+# warn); hub profiles (a100) must download on a fresh machine, so these are left alone there. Never overrides a
+# value the user set.
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 QUIET_ENV = {
-    "HF_HUB_OFFLINE": "1",                 # no hub here: local folders only (a100 users unset it)
-    "HF_DATASETS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
     "TRL_EXPERIMENTAL_SILENCE": "1",
@@ -24,11 +26,15 @@ QUIET_ENV = {
 }
 
 
-def quiet() -> None:
-    """Silence warnings, library loggers and progress bars that would write to stderr."""
-    for k, v in QUIET_ENV.items():
-        if k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE") and os.environ.get("COURSE_ONLINE") == "1":
-            continue
+def quiet(profile: Profile | str | None = None) -> None:
+    """Silence warnings, library loggers and progress bars that would write to stderr.
+
+    For a local profile (``profile``, else ``COURSE_PROFILE``, else tiny) the hub is also switched off
+    (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``), unless the user set those variables; a hub profile keeps the hub.
+    """
+    p = profile if isinstance(profile, Profile) else get_profile(profile)
+    env = {**QUIET_ENV, **(OFFLINE_ENV if p.is_local else {})}
+    for k, v in env.items():
         os.environ.setdefault(k, v)
     warnings.filterwarnings("ignore")
     for name in ("transformers", "datasets", "trl", "peft", "accelerate", "bitsandbytes", "torch", "jupytext"):
@@ -63,14 +69,21 @@ def setup(profile: str | None = None, seed: int = 0, threads: int | None = None)
 
     ``COURSE_PROFILE`` in the environment overrides ``profile`` (the notebook's parameters cell).
     """
-    quiet()
+    p = get_profile(profile)
+    quiet(p)
+    if p.source:                         # a converted wheel model: fail here, clearly, if it is not fetched yet
+        from .models import require
+
+        require(p.source)
     import torch
 
     if threads or os.environ.get("COURSE_THREADS"):
         torch.set_num_threads(int(threads or os.environ["COURSE_THREADS"]))
     seed_everything(seed)
-    p = get_profile(profile)
-    print(f"profile: {p.name} · model: {p.model if p.needs_hub else 'shipped tiny base'} · device: {p.device} · seed: {seed}")
+    from .short_errors import install
+
+    install()                            # an unsolved exercise's knock-on errors: one line each, not tracebacks
+    print(f"profile: {p.name} · model: {p.label} · device: {p.device} · seed: {seed}")
     return p
 
 

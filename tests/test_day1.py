@@ -18,9 +18,9 @@ SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
 
 
 
-def test_four_notebooks():
+def test_five_notebooks():
     assert [s.stem for s in SOURCES] == ["01_lora_math", "02_lora_from_scratch", "03_nf4_and_qlora_numbers",
-                                         "04_memory_calculator"]
+                                         "04_memory_calculator", "05_peft_family"]
 
 
 

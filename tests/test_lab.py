@@ -1,4 +1,5 @@
-"""`make lab` starts JupyterLab headless on lessons/ with nbgrader's extensions enabled."""
+"""`make lab` starts JupyterLab headless on the repository root (lessons/, workspace/, autograder/ reachable) with
+nbgrader's extensions enabled and the gradebook registered (formgrader lists every day)."""
 
 import json
 import os
@@ -33,7 +34,7 @@ def test_make_lab_serves_lab_with_nbgrader_extensions():
     proc = subprocess.Popen(["make", "lab", f"PORT={port}", f"LAB_ARGS={args}"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, text=True)
     try:
-        deadline, status, html = time.time() + 240, None, ""
+        deadline, status, html = time.time() + 600, None, ""
         while time.time() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab", timeout=5) as r:
@@ -47,10 +48,15 @@ def test_make_lab_serves_lab_with_nbgrader_extensions():
         assert "@jupyter/nbgrader" in names, names
         disabled = cfg.get("disabledExtensions", [])
         assert not any(d.startswith("@jupyter/nbgrader") for d in disabled), disabled
-        assert os.path.samefile(cfg["serverRoot"], ROOT / "lessons") if "serverRoot" in cfg else True
+        assert os.path.samefile(cfg["serverRoot"], ROOT) if "serverRoot" in cfg else True
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=5) as r:
             listing = {c["name"] for c in json.load(r)["content"]}
-        assert any(n.startswith("day1_") for n in listing), listing
+        assert {"lessons", "autograder", "solutions"} <= listing, listing
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents/lessons", timeout=5) as r:
+            assert any(c["name"].startswith("day1_") for c in json.load(r)["content"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/formgrader", timeout=30) as r:
+            page = r.read().decode()
+        assert "formgrader encountered an error" not in page
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

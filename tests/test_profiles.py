@@ -5,7 +5,7 @@ from course.paths import ROOT
 
 
 def test_three_profiles_with_the_seed_lab_settings():
-    assert list(profiles.PROFILES) == ["tiny", "laptop", "a100"]
+    assert list(profiles.PROFILES) == ["tiny", "small", "a100"]
     a100 = profiles.PROFILES["a100"]
     assert a100.model == "mistralai/Mistral-7B-v0.1"
     assert a100.dataset == "databricks/databricks-dolly-15k"
@@ -13,14 +13,24 @@ def test_three_profiles_with_the_seed_lab_settings():
     assert a100.warmup_ratio == 0.03 and a100.lr_scheduler == "cosine"
     tiny = profiles.PROFILES["tiny"]
     assert not tiny.needs_hub and tiny.device == "cpu"
+    small = profiles.PROFILES["small"]
+    assert not small.needs_hub and small.device == "cpu" and small.source == "small"
+    assert small.dataset == tiny.dataset
+
+
+def test_step_and_eval_budgets_come_from_the_profile():
+    tiny, small = profiles.get_profile("tiny"), profiles.get_profile("small")
+    assert tiny.steps(150) == 150 and tiny.eval_count(200) == 200          # tiny: the notebook's own numbers
+    assert small.steps(150) == small.max_train_steps and small.steps(5) == 5 and small.steps(0) == 1
+    assert small.eval_count(200) == small.max_eval_examples
 
 
 def test_default_is_tiny_and_environment_overrides(monkeypatch):
     monkeypatch.delenv("COURSE_PROFILE", raising=False)
     assert profiles.get_profile().name == "tiny"
     assert profiles.get_profile("a100").name == "a100"
-    monkeypatch.setenv("COURSE_PROFILE", "laptop")
-    assert profiles.get_profile("a100").name == "laptop"
+    monkeypatch.setenv("COURSE_PROFILE", "small")
+    assert profiles.get_profile("a100").name == "small"
     monkeypatch.setenv("COURSE_PROFILE", "nope")
     with pytest.raises(KeyError, match="unknown profile 'nope'"):
         profiles.get_profile()

@@ -173,7 +173,7 @@ def test_numeric_needs_compute_and_rejects_typed_value(tmp_path):
     assert e.field.startswith("compute")
     missing = base.replace("  unit: parameters\n", "  unit: p\n  compute: {fn: course.quiz.calc.no_such}\n")
     (e,) = _errors(_write(tmp_path, "x.yaml", missing))
-    assert e.field == "compute" and "no_such" in e.message and e.line == 7
+    assert e.field.startswith("compute") and "no_such" in e.message and e.line == 7
     for fn in ("worked_examples.no_such", "worked_examples.math", "worked_examples._private"):
         bad = base.replace("  unit: parameters\n", f"  unit: p\n  compute: {{fn: {fn}, args: [1]}}\n")
         (e,) = _errors(_write(tmp_path, "x.yaml", bad))
@@ -277,3 +277,45 @@ def test_open_self_grading_against_key_points():
 
 def test_suggested_rating():
     assert [suggested_rating(s) for s in (0, 0.49, 0.5, 0.74, 0.75, 1.0)] == [1, 1, 2, 2, 3, 3]
+
+
+# ---- compute: only allow-listed calculators, checked before anything is called (#15 item 6) ---------------
+@pytest.mark.parametrize("compute,field", [
+    ("{{fn: course.paths.Path, args: ['{victim}'], pick: unlink}}", "compute.fn"),
+    ("{{fn: course.memory.model_spec, args: [{{fn: course.paths.Path, args: ['{victim}'], pick: unlink}}]}}",
+     "compute.args"),
+    ("{{fn: course.memory.lora_params, kwargs: {{spec: {{fn: os.remove, args: ['{victim}']}}, r: 1}}}}",
+     "compute.kwargs"),
+    ("{{fn: course.memory.model_spec, args: [mistral-7b], pick: __class__}}", "compute.pick"),
+    ("{{fn: builtins.eval, args: ['__import__(\"os\").remove(\"{victim}\")']}}", "compute.fn"),
+])
+def test_compute_outside_allow_list_is_rejected_and_never_called(tmp_path, compute, field):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    base = GOOD.format(topic="x").replace("type: mcq", "type: numeric").replace(
+        "  choices: [first, second]\n  answer: B\n", f"  unit: p\n  compute: {compute.format(victim=victim)}\n")
+    # a valid question after it: the file is validated as a whole before any compute runs
+    p = _write(tmp_path, "x.yaml", base)
+    (e,) = _errors(p)
+    assert victim.read_text() == "keep me"                       # the file survives
+    assert e.field == field and e.line == 7 and e.qid == "t-one", str(e)
+    assert str(e).startswith(f"{e.file}:7: question 't-one' field '{field}'")
+    assert "not an allowed calculator" in e.message or "pick" in e.message
+
+
+def test_pick_never_calls_a_method(tmp_path):
+    base = GOOD.format(topic="x").replace("type: mcq", "type: numeric").replace(
+        "  choices: [first, second]\n  answer: B\n",
+        "  unit: p\n  compute: {fn: course.memory.model_spec, args: [mistral-7b], pick: projection_shapes}\n")
+    (e,) = _errors(_write(tmp_path, "x.yaml", base))
+    assert e.field == "compute" and "never calls" in e.message
+
+
+def test_allow_list_names_real_functions_only():
+    from course.quiz.loader import _resolve
+    from course.quiz.schema import ALLOWED_COMPUTE
+
+    for name in ALLOWED_COMPUTE:
+        assert callable(_resolve(name)), name
+    with pytest.raises(ValueError):
+        _resolve("course.paths.Path")

@@ -68,7 +68,10 @@ OPEN = """\
   prompt: Explain idea number {n} to the interviewer.
   model_answer: A full model answer for idea number {n}, long enough.
   key_points: [first point, second point]
-  follow_ups: ["And what about follow-up {n}?"]
+  follow_ups:
+    - ask: "And what about follow-up {n}?"
+      answer: The model answer of follow-up number {n}, long enough.
+      key_points: [follow-up point a, follow-up point b]
   references: [Seed §7]
   day: 7
 """
@@ -99,6 +102,22 @@ def run(monkeypatch, capsys, argv, stdin=""):
 ANSWERS = {"f-mcq": "B", "f-multi": "A B", "f-numeric": "26", "f-short": "-100"}
 
 
+def shown(bank_dir, qid, seed, letters):
+    """The letters the learner types for the bank's ``letters`` of ``qid`` once its choices are shuffled for
+    the session ``--seed seed`` (choices are shuffled on every presentation)."""
+    from course.quiz.schema import LETTERS
+    from course.quiz.session import choice_order
+
+    q = load_bank(bank_dir).by_id[qid]
+    perm = choice_order(qid, len(q.choices), str(seed))
+    return " ".join(sorted(LETTERS[perm.index(LETTERS.index(L))] for L in letters.split()))
+
+
+def _ans(bank_dir, qid, seed, given=None):
+    given = given or ANSWERS[qid]
+    return shown(bank_dir, qid, seed, given) if qid in ("f-mcq", "f-multi") else given
+
+
 def _order(bank_dir, seed):
     """The order `course quiz --seed` asks the basics questions in (same shuffle as the session)."""
     import random
@@ -125,7 +144,7 @@ def test_validate_reports_file_line_field(monkeypatch, capsys, tmp_path):
 
 def test_quiz_all_auto_types_scored(monkeypatch, capsys, home, small_bank):
     order = _order(small_bank, 3)
-    stdin = "".join(ANSWERS[q] + "\n" for q in order)
+    stdin = "".join(_ans(small_bank, q, 3) + "\n" for q in order)
     rc, out, _ = run(monkeypatch, capsys, ["quiz", "--bank", str(small_bank), "--topic", "basics", "-n", "4",
                                            "--seed", "3"], stdin)
     assert rc == 0 and "Score: 4.0 / 4  (100%)" in out
@@ -137,7 +156,7 @@ def test_quiz_all_auto_types_scored(monkeypatch, capsys, home, small_bank):
 def test_quiz_wrong_answers_and_retry_on_unreadable(monkeypatch, capsys, home, small_bank):
     order = _order(small_bank, 5)
     wrong = {"f-mcq": "A", "f-multi": "A", "f-numeric": "lots\n30", "f-short": "-1"}
-    stdin = "".join(wrong[q] + "\n" for q in order)
+    stdin = "".join(_ans(small_bank, q, 5, wrong[q]) + "\n" for q in order)
     rc, out, _ = run(monkeypatch, capsys, ["quiz", "--bank", str(small_bank), "--topic", "basics", "-n", "4",
                                            "--seed", "5"], stdin)
     assert "is not a number" in out and "expected 26 parameters" in out
@@ -153,7 +172,7 @@ def test_quiz_open_question_self_graded(monkeypatch, capsys, home, small_bank):
 
 def test_quiz_stops_cleanly_at_end_of_input(monkeypatch, capsys, home, small_bank):
     rc, out, _ = run(monkeypatch, capsys, ["quiz", "--bank", str(small_bank), "--topic", "basics", "-n", "4",
-                                           "--seed", "3"], ANSWERS[_order(small_bank, 3)[0]] + "\n")
+                                           "--seed", "3"], _ans(small_bank, _order(small_bank, 3)[0], 3) + "\n")
     assert rc == 0 and "(stopped)" in out and "Score: 1.0 / 1" in out
 
 
@@ -164,7 +183,7 @@ def test_unknown_topic_is_an_error(monkeypatch, capsys, home, small_bank):
 
 
 def test_drill_report_saved(monkeypatch, capsys, home, small_bank):
-    stdin = "my answer\nall\nfollow-up answer\n" * 3
+    stdin = "my answer\nall\nfollow-up answer\n1\n" * 3
     rc, out, _ = run(monkeypatch, capsys, ["drill", "--bank", str(small_bank), "--topics", "talk", "--minutes", "30",
                                            "--max-questions", "3", "--seed", "1", "--json"], stdin)
     assert rc == 0 and "left · Q1" in out and "Follow-up: And what about follow-up" in out
@@ -182,7 +201,7 @@ def test_drill_ends_when_time_is_up(home, small_bank):
     bank = load_bank(small_bank)
     ticks = iter(range(0, 10_000, 200))                 # a fake clock: 200 s pass between readings
     out = io.StringIO()
-    con = Console(io.StringIO("a\nall\nb\n" * 5), out)
+    con = Console(io.StringIO("a\nall\nb\nall\n" * 5), out)
     report = drill(bank, bank.select(["talk"]), con, minutes=5, seed=0, clock=lambda: next(ticks))
     assert report["ended"] == "time" and 1 <= report["questions"] < 4
     assert "Time's up" in out.getvalue()
@@ -201,9 +220,9 @@ def test_drill_weights_weak_topics(home, small_bank):
 
 def test_review_flow_records_ratings_and_schedules(monkeypatch, capsys, home, small_bank):
     # two new cards: answer both right; rate the first Again (1), accept the suggestion (Good) for the second
-    stdin = "B\n1\nA B\n\n"
+    stdin = f"{shown(small_bank, 'f-mcq', 4, 'B')}\n1\n{shown(small_bank, 'f-multi', 4, 'A B')}\n\n"
     rc, out, _ = run(monkeypatch, capsys, ["review", "--bank", str(small_bank), "--topic", "basics", "--new", "2",
-                                           "--type", "mcq,multi"], stdin)
+                                           "--type", "mcq,multi", "--seed", "4"], stdin)
     assert rc == 0 and "0 card(s) due, 2 new" in out and "next review" in out
     assert "Streak: 1 day(s)" in out and "Forecast" in out
     recs = [json.loads(line) for line in (home / "reviews.jsonl").read_text().splitlines()]
@@ -219,14 +238,15 @@ def test_review_flow_records_ratings_and_schedules(monkeypatch, capsys, home, sm
     bank = load_bank(small_bank)
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     out2 = io.StringIO()
-    done = review(bank, bank.select(["basics"], types=["mcq", "multi"]), Console(io.StringIO("B\n3\nA B\n3\n"), out2),
-                  new_limit=0, at=lambda: later)
+    stdin2 = f"{shown(small_bank, 'f-mcq', 9, 'B')}\n3\n{shown(small_bank, 'f-multi', 9, 'A B')}\n3\n"
+    done = review(bank, bank.select(["basics"], types=["mcq", "multi"]), Console(io.StringIO(stdin2), out2),
+                  new_limit=0, at=lambda: later, seed=9)
     assert [a.q.id for a in done] == ["f-mcq", "f-multi"] and "2 card(s) due, 0 new" in out2.getvalue()
 
 
 def test_stats_and_export_cli(monkeypatch, capsys, home, small_bank, tmp_path):
     run(monkeypatch, capsys, ["quiz", "--bank", str(small_bank), "--topic", "basics", "-n", "4", "--seed", "3"],
-        "".join(ANSWERS[q] + "\n" for q in _order(small_bank, 3)))
+        "".join(_ans(small_bank, q, 3) + "\n" for q in _order(small_bank, 3)))
     png = tmp_path / "stats.png"
     rc, out, _ = run(monkeypatch, capsys, ["quiz", "stats", "--bank", str(small_bank), "--out", str(png)])
     assert rc == 0 and "basics" in out and "100%" in out and png.read_bytes()[:4] == b"\x89PNG"
@@ -250,16 +270,20 @@ def test_drill_widget_grades_and_records(home, small_bank):
     qs = bank.select(["basics"], types=["mcq"]) + bank.select(["talk"])[:1]
     box = drill_widget(qs, seed=None, record=True)
     header, body, area, buttons, feedback = box.children
-    check, nxt = buttons.children
+    check, nxt, _skip = buttons.children
     seen = []
     for _ in range(len(qs)):
         qid = "f-mcq" if "LoRA starts at zero" in body.value else "open"
         seen.append(qid)
         if qid == "f-mcq":
-            area.children[0].value = "B) B"
+            radio = area.children[0]
+            (right,) = [o for o in radio.options if o.endswith(") B")]     # shuffled: find choice "B" by text
+            radio.value = right
             check.click()
         else:
+            area.children[0].value = "I would say idea number one"   # the open question's answer box
             check.click()                                     # first click: show the key-point checklist
+            assert "I would say idea number one" in area.children[0].value
             boxes = area.children[1].children
             boxes[0].value = True
             check.click()

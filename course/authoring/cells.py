@@ -8,7 +8,9 @@ from pathlib import Path
 
 import nbformat
 
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+# ipykernel's own spec (`python -m ipykernel install` / the venv's default): a lesson whose metadata differs is
+# rewritten, hence marked modified, the moment JupyterLab opens it. The Makefile installs the same display name.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 HIDDEN_RE = re.compile(r"^(?P<indent>[ \t]*)### BEGIN HIDDEN TESTS[^\n]*\n.*?^[ \t]*### END HIDDEN TESTS[^\n]*(\n|\Z)",
                        re.MULTILINE | re.DOTALL)
 HIDDEN_NOTE = "# (hidden tests are not shown)\n"

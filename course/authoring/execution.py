@@ -42,6 +42,15 @@ class LiveKernel:
             error_on_timeout=TIMEOUT_ERROR, extra_arguments=list(KERNEL_ARGS), resources={"metadata": {"path": str(cwd)}}, record_timing=False)
         self.env = kernel_env(threads)
         self._ctx = None
+        self.timeout = timeout
+        self.timed_out = False
+        handle = self.client._async_handle_timeout
+
+        async def on_timeout(t, cell=None):          # nbclient only puts the timeout in the execute reply
+            self.timed_out = True
+            return await handle(t, cell)
+
+        self.client._async_handle_timeout = on_timeout
 
     def __enter__(self) -> "LiveKernel":
         self._ctx = self.client.setup_kernel(env=self.env)
@@ -58,5 +67,11 @@ class LiveKernel:
         if source is not None:
             c.source = source
         c.outputs = []
+        self.timed_out = False
         self.client.execute_cell(c, index)
+        if self.timed_out:
+            # the interrupted cell's outputs may hold a KeyboardInterrupt (or nothing): report the timeout itself
+            msg = f"the cell ran past the time limit ({self.timeout} s) and was interrupted"
+            c.outputs = [o for o in c.outputs if o.get("output_type") != "error"] + [nbformat.v4.new_output(
+                "error", ename="CellTimeoutError", evalue=msg, traceback=[f"CellTimeoutError: {msg}"])]
         return c.outputs

@@ -147,12 +147,26 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
         report.results.append(r)
     by_id = {r.id: r for r in report.results}
 
+    n_cells = len(cells)
+
+    def where(j: int) -> str:
+        """A cell as JupyterLab's status bar counts it, with its grade_id when it has one."""
+        gid = grade_id(cells[j])
+        return f"{gid} (cell {j + 1}/{n_cells})" if gid else f"cell {j + 1}/{n_cells}"
+
     with tempfile.TemporaryDirectory(prefix="course-mutants-") as cwd, LiveKernel(nb, Path(cwd), timeout, threads) as k:
         failed_ref: dict[str, str] = {}
+        timed_out_ref = None
         for i, c in enumerate(cells):
             if c.cell_type != "code":
                 continue
             err = error_message(k.run(c, i))
+            if timed_out(err):
+                # the kernel was interrupted mid-cell: what follows would fail for that reason, not its own
+                timed_out_ref = where(i)
+                report.problems.append(f"the reference solution timed out in {timed_out_ref} after {timeout} s "
+                                       "(a loaded machine? raise --timeout); its planted bugs were not run")
+                break
             if err and (is_test(c) or is_solution(c) or not failed_ref):
                 failed_ref[grade_id(c) or f"cell {i}"] = err
         if failed_ref:
@@ -162,6 +176,9 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
             r = by_id[m.id]
             if progress:
                 progress(r)
+            if timed_out_ref:
+                r.error = f"skipped: the reference run timed out in {timed_out_ref}"
+                continue
             if any(exercise_of(cid) == m.exercise or cid == m.exercise for cid in failed_ref):
                 r.error = "skipped: the reference fails this exercise"
                 continue
@@ -169,20 +186,40 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
             span = [j for j in range(start + 1, end + 1) if cells[j].cell_type == "code"]
             own_tests = set(tests[m.exercise])
             err = error_message(k.run(cells[start], start, source=mutated))
-            if err:
+            if timed_out(err):
+                r.error = f"the mutated solution cell itself timed out after {timeout} s ({where(start)})"
+            elif err:
                 r.error = f"the mutated solution cell itself fails ({err}); plant a bug that runs"
             else:
                 for j in span:
-                    out = k.run(cells[j], j)
-                    if j in own_tests and error_message(out):
-                        r.caught_by.append(grade_id(cells[j]))
+                    err = error_message(k.run(cells[j], j))
+                    if j in own_tests and err:
+                        # an endless loop in the exercise's own check is caught: nbgrader scores it 0 too
+                        r.caught_by.append(grade_id(cells[j]) + (" (timed out)" if timed_out(err) else ""))
+                    if timed_out(err):
+                        if j not in own_tests:
+                            r.error = (f"timed out after {timeout} s in {where(j)}, before the exercise's checks "
+                                       "ran (a loaded machine? raise --timeout)")
+                            r.caught_by = []
+                        break            # the interrupted kernel's later cells would fail for that reason
             # restore the reference and check that its tests pass again
             k.run(cells[start], start)
-            still = [grade_id(cells[j]) for j in span if error_message(k.run(cells[j], j)) and j in own_tests]
+            still = []
+            for j in span:
+                err = error_message(k.run(cells[j], j))
+                if timed_out(err):
+                    report.problems.append(f"after {m.id}, re-running the reference timed out in {where(j)}")
+                    break
+                if err and j in own_tests:
+                    still.append(grade_id(cells[j]))
             if still:
                 report.problems.append(f"after {m.id}, re-running the reference left {still} failing: a cell keeps "
                                        "state between runs (make test cells self-contained)")
     return report
+
+
+def timed_out(err: str | None) -> bool:
+    return bool(err) and err.startswith("CellTimeoutError")
 
 
 def run_day(layout: Layout, day: str, timeout: int = 300, threads: int | None = 1, progress=None) -> list[NotebookReport]:

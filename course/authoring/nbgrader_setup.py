@@ -23,6 +23,7 @@ from traitlets.config import Config
 
 from .cells import has_hidden, strip_hidden
 
+COURSE_ID = "finetune-course"
 DEFAULT_TIMEOUT = 600           # seconds per cell when grading (training cells of the a100 profile are long)
 MAX_OUTPUT_CHARS = 100_000      # per output, after grading
 # in-memory IPython history (parallel kernels would share one sqlite file) and no TCP-transport warning
@@ -84,6 +85,8 @@ def nbgrader_config(root: Path, timeout: int | None = None, max_output_chars: in
     c.CourseDirectory.feedback_directory = "feedback"
     c.CourseDirectory.db_url = f"sqlite:///{root / 'gradebook.db'}"
     c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", ".*"]
+    c.CourseDirectory.course_id = COURSE_ID     # formgrader's release / collect need one
+    c.Exchange.root = str(root / "exchange")      # git-ignored; `course gradebook` creates it (formgrader warns without)
     c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
     c.Execute.timeout = int(timeout or DEFAULT_TIMEOUT)
     c.Execute.interrupt_on_timeout = True

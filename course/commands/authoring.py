@@ -15,6 +15,14 @@ def register(sub) -> None:
                    help="build into a temporary folder and fail, naming the files, if lessons/ is out of date")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("gradebook", help="register every day in autograder/gradebook.db (formgrader lists them)",
+                       description="Register each day's assignment in the nbgrader gradebook (generate_assignment "
+                                   "from solutions/, hidden tests included; lessons/ untouched), create the exchange "
+                                   "folder autograder/exchange/ and name nameless students. Skips days whose sources "
+                                   "did not change. `make lab` runs it.")
+    p.add_argument("days", nargs="*", help="days (default: every day in solutions/)")
+    p.set_defaults(func=cmd_gradebook)
+
     p = sub.add_parser("start", help="copy a day's lessons into your workspace (never overwrites your work)",
                        description="Copy lessons/<day>/ into workspace/<day>/ (git-ignored, so `git pull` never "
                                    "conflicts with your work). Notebooks you already have are kept as they are.")
@@ -23,7 +31,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("check", help="run a notebook and report each exercise's checks (visible tests)",
                        description="Execute a notebook top to bottom and print, per exercise, which checks pass and "
-                                   "the message of each failing one. Your progress shows in `course days`.")
+                                   "the message of each failing one. Your progress shows in `.venv/bin/course days`.")
     p.add_argument("notebook", help="e.g. workspace/day1_lora_qlora/01_lora_math.ipynb")
     p.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
     p.set_defaults(func=cmd_check)
@@ -82,7 +90,7 @@ def cmd_build(args) -> int:
             if rep.ok:
                 print(f"lessons/ is up to date ({', '.join(days)})")
                 return 0
-            print("lessons/ is out of date: run `course build` and commit lessons/", file=sys.stderr)
+            print("lessons/ is out of date: run `.venv/bin/course build` and commit lessons/", file=sys.stderr)
             return 1
         build.build(layout, days)
     except build.BuildError as e:
@@ -91,7 +99,22 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_gradebook(args) -> int:
+    from ..authoring import build
+    from ..authoring.formgrader import register
+
+    layout = _layout()
+    try:
+        register(layout, _days(layout, args.days))
+    except build.BuildError as e:
+        print(f"course gradebook: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_start(args) -> int:
+    from pathlib import Path
+
     from ..authoring.student import start
 
     layout = _layout()
@@ -101,7 +124,9 @@ def cmd_start(args) -> int:
     except FileNotFoundError as e:
         print(f"course start: {e}", file=sys.stderr)
         return 1
-    print(f"\nOpen {dest} in JupyterLab; check a notebook with `course check {dest}/<notebook>.ipynb`.")
+    shown = dest.relative_to(Path.cwd()) if dest.is_relative_to(Path.cwd()) else dest
+    print(f"\nOpen {shown}/ in JupyterLab (`make lab`); check a notebook with "
+          f"`.venv/bin/course check {shown}/<notebook>.ipynb`.")
     return 0
 
 
@@ -116,13 +141,15 @@ def cmd_check(args) -> int:
         print(f"course check: no such file {nb}", file=sys.stderr)
         return 1
     print(f"running {nb} ...", flush=True)
-    res = check(nb, timeout=args.timeout)
-    print(res.format())
     layout = _layout()
+    res = check(nb, timeout=args.timeout, layout=layout)
+    print(res.format())
+    if res.fatal:
+        return 2
     key = progress_key(layout, nb)
     if key:
         record_check(key, res.passed, res.total)
-    return 0 if res.total and res.passed == res.total else 1
+    return 0 if res.ok else 1
 
 
 def cmd_mutants(args) -> int:

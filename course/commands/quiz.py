@@ -20,7 +20,7 @@ def _ints(s: str) -> list[int]:
 def _common(p) -> None:
     p.add_argument("--bank", default=None, help="question folder (default: quizzes/ in the repository)")
     p.add_argument("--topic", "--topics", dest="topics", type=_csv, default=None,
-                   help="comma-separated topics (see `course quiz stats` for the list)")
+                   help="comma-separated topics (see `.venv/bin/course quiz stats` for the list)")
     p.add_argument("--difficulty", type=_ints, default=None, help="comma-separated levels among 1,2,3")
     p.add_argument("--type", dest="types", type=_csv, default=None, help="comma-separated: mcq,multi,numeric,short,open")
     p.add_argument("--tag", dest="tags", type=_csv, default=None, help="comma-separated tags (e.g. seed-12)")
@@ -33,7 +33,8 @@ def register(sub) -> None:
                                    "stats, export-anki.")
     _common(p)
     p.add_argument("-n", "--count", type=int, default=10, help="questions in this session (default 10)")
-    p.add_argument("--seed", type=int, default=None, help="shuffle seed (default: random)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="fixes the question order and the order choices are shown in (default: random)")
     p.set_defaults(func=cmd_practice)
     qs = p.add_subparsers(dest="quiz_command", metavar="SUBCOMMAND")
 
@@ -62,6 +63,9 @@ def register(sub) -> None:
     d.add_argument("--max-questions", type=int, default=None, help="stop after this many questions")
     d.add_argument("--seed", type=int, default=None)
     d.add_argument("--json", action="store_true", help="also print the report as JSON")
+    d.add_argument("--design", action="store_true",
+                   help="a system-design case instead (quizzes/design/): timer, computed numbers, weighted rubric")
+    d.add_argument("--case", default=None, help="with --design: the case id (default: one you have done least well)")
     d.set_defaults(func=cmd_drill)
 
     r = sub.add_parser("review", help="spaced repetition (FSRS) of due cards",
@@ -70,6 +74,7 @@ def register(sub) -> None:
     _common(r)
     r.add_argument("--new", type=int, default=10, help="new (never seen) cards to add (default 10)")
     r.add_argument("--limit", type=int, default=None, help="at most this many cards")
+    r.add_argument("--seed", type=int, default=None, help="fixes the order choices are shown in (default: random)")
     r.set_defaults(func=cmd_review)
 
 
@@ -97,24 +102,58 @@ def _select(bank, args):
     return qs
 
 
+def _console():
+    """A console on stdin/stdout; refuses (exit 2, one sentence) when there is nothing to read from."""
+    from ..quiz.session import Console
+
+    if sys.stdin is None or sys.stdin.closed:
+        print("error: stdin is closed, so there is no way to answer; run this in a terminal or pipe the answers "
+              "in (e.g. printf 'B\\n' | course quiz -n 1)", file=sys.stderr)
+        raise SystemExit(2)
+    return Console()
+
+
+def _writable_history(*logs) -> None:
+    """Refuse before the first question if the history cannot be written (no answer given only to be lost)."""
+    from ..quiz import history as H
+
+    for log in logs or (H.reviews_log(),):
+        why = H.writable(log)
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            raise SystemExit(1)
+
+
 def cmd_practice(args) -> int:
-    from ..quiz.session import Console, practice
+    from ..quiz.session import practice
 
     bank = _bank(args)
-    practice(bank, _select(bank, args), Console(), count=args.count, seed=args.seed)
+    qs = _select(bank, args)
+    con = _console()
+    _writable_history()
+    practice(bank, qs, con, count=args.count, seed=args.seed)
     return 0
 
 
 def cmd_validate(args) -> int:
     from collections import Counter
 
+    from pathlib import Path
+
     bank = _bank(args)
     by_topic = Counter(q.topic for q in bank.questions)
     by_type = Counter(q.type for q in bank.questions)
+    by_level = Counter(q.difficulty for q in bank.questions)
     print(f"OK: {len(bank)} questions in {len(by_topic)} topics, ids unique, "
           f"{by_type['numeric']} numeric answers computed by the course's calculators.")
     print("  " + ", ".join(f"{t} {n}" for t, n in sorted(by_topic.items())))
     print("  " + ", ".join(f"{t} {n}" for t, n in sorted(by_type.items())))
+    print("  difficulty " + ", ".join(f"{d}: {n} ({n / len(bank):.0%})" for d, n in sorted(by_level.items())))
+    design_dir = (Path(args.bank) if args.bank else None)
+    if design_dir is None or (design_dir / "design").is_dir():
+        cases = _design(args)
+        print(f"OK: {len(cases)} system-design cases, {sum(len(c.numbers) for c in cases)} numbers computed, "
+              f"rubrics {min(len(c.rubric) for c in cases)}–{max(len(c.rubric) for c in cases)} weighted points.")
     return 0
 
 
@@ -146,19 +185,60 @@ def cmd_export(args) -> int:
 
 
 def cmd_drill(args) -> int:
-    from ..quiz.session import Console, drill, report_json
+    from ..quiz import history as H
+    from ..quiz.session import drill, report_json
 
+    if args.design:
+        return cmd_design(args)
     bank = _bank(args)
-    report = drill(bank, _select(bank, args), Console(), minutes=args.minutes, max_questions=args.max_questions,
-                   seed=args.seed)
+    qs = _select(bank, args)
+    con = _console()
+    _writable_history(H.reviews_log(), H.drills_log())
+    report = drill(bank, qs, con, minutes=args.minutes, max_questions=args.max_questions, seed=args.seed)
+    if args.json:
+        print(report_json(report))
+    return 0
+
+
+def _design(args):
+    from pathlib import Path
+
+    from ..quiz.design import load_design
+    from ..quiz.loader import BankError
+
+    try:
+        return load_design(Path(args.bank) / "design" if args.bank else None)
+    except BankError as e:
+        print(f"the design cases have {len(e.errors)} problem(s):", file=sys.stderr)
+        for err in e.errors:
+            print(f"  {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_design(args) -> int:
+    from ..quiz import history as H
+    from ..quiz.session import design_drill, report_json
+
+    cases = _design(args)
+    con = _console()
+    _writable_history(H.reviews_log(), H.drills_log())
+    minutes = args.minutes if args.minutes != 20 else None          # default: the case's own time budget
+    try:
+        report = design_drill(cases, con, case_id=args.case, minutes=minutes, seed=args.seed)
+    except KeyError as e:
+        print(f"error: {e.args[0]}", file=sys.stderr)
+        return 2
     if args.json:
         print(report_json(report))
     return 0
 
 
 def cmd_review(args) -> int:
-    from ..quiz.session import Console, review
+    from ..quiz.session import review
 
     bank = _bank(args)
-    review(bank, _select(bank, args), Console(), new_limit=args.new, limit=args.limit)
+    qs = _select(bank, args)
+    con = _console()
+    _writable_history()
+    review(bank, qs, con, new_limit=args.new, limit=args.limit, seed=args.seed)
     return 0

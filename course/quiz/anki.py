@@ -19,7 +19,7 @@ def _stable_id(name: str) -> int:
     return (1 << 30) + int.from_bytes(hashlib.sha1(name.encode()).digest()[:4], "big") % (1 << 30)
 
 
-MODEL_ID = _stable_id("finetune-course interview question v1")
+MODEL_ID = _stable_id("finetune-course interview question v2")   # v2: choices shuffled on every showing
 DECK_ID = _stable_id("finetune-course interview bank")
 FIELDS = ["Id", "Topic", "Front", "Back"]
 
@@ -34,11 +34,39 @@ def _h(text: str) -> str:
     return html.escape(text).replace("\n", "<br>")
 
 
+# Choices are an <ol type=A>: the letters follow the displayed order. The card's script shuffles the list
+# every time the front is shown and remembers the order (sessionStorage) so the back shows the same one; the
+# right choices carry class "key" and are highlighted on the back only, so the back is right whatever the order.
+SHUFFLE_JS = """<script>
+(function () {
+  var ol = document.querySelector('ol.choices'); if (!ol) return;
+  var items = Array.prototype.slice.call(ol.children), key = 'fc-order-' + ol.dataset.qid, order = null;
+  var back = !!document.getElementById('answer');
+  try { if (back) order = JSON.parse(sessionStorage.getItem(key)); } catch (e) {}
+  if (!order || order.length !== items.length) {
+    order = items.map(function (_, i) { return i; });
+    for (var i = order.length - 1; i > 0; i--) { var j = Math.floor(Math.random() * (i + 1));
+      var t = order[i]; order[i] = order[j]; order[j] = t; }
+    try { sessionStorage.setItem(key, JSON.stringify(order)); } catch (e) {}
+  }
+  order.forEach(function (i) { ol.appendChild(items[i]); });
+  if (back) ol.classList.add('revealed');
+})();
+</script>"""
+
+
+def choices_html(q: Question) -> str:
+    keys = set(q.answer_letters)
+    return (f'<ol type="A" class="choices" data-qid="{_h(q.id)}">'
+            + "".join(f'<li{" class=key" if L in keys else ""}>{_h(c)}</li>' for L, c in zip(LETTERS, q.choices))
+            + "</ol>")
+
+
 def front(q: Question) -> str:
     parts = [_h(q.prompt)]
     if q.choices:
         kind = "choose one" if q.type == "mcq" else "choose all that apply"
-        parts.append(f"<i>({kind})</i><br>" + "<br>".join(f"{L}) {_h(c)}" for L, c in zip(LETTERS, q.choices)))
+        parts.append(f"<i>({kind}; the choices are shuffled each time)</i>" + choices_html(q))
     if q.type == "numeric":
         parts.append(f"<i>(answer in {_h(q.unit or '')})</i>")
     return "<br><br>".join(parts)
@@ -46,12 +74,16 @@ def front(q: Question) -> str:
 
 def back(q: Question) -> str:
     parts = []
-    if q.type != "open":
+    if q.choices:
+        right = [q.choices[LETTERS.index(a)] for a in q.answer_letters]
+        parts.append("<b>Answer</b> (highlighted above): " + "; ".join(_h(c) for c in right))
+    elif q.type != "open":
         parts.append(f"<b>Answer:</b> {_h(q.answer_text())}")
     parts.append(f"<b>Model answer:</b> {_h(q.model_answer)}")
     parts.append("<b>Key points:</b><ul>" + "".join(f"<li>{_h(k)}</li>" for k in q.key_points) + "</ul>")
     if q.follow_ups:
-        parts.append("<b>Follow-ups:</b><ul>" + "".join(f"<li>{_h(k)}</li>" for k in q.follow_ups) + "</ul>")
+        parts.append("<b>Follow-ups:</b><ul>" + "".join(
+            f"<li>{_h(f.ask)}<br><i>{_h(f.answer)}</i></li>" for f in q.follow_ups) + "</ul>")
     parts.append("<small>" + _h("; ".join(q.references)) + f" · day {q.day}</small>")
     return "<br>".join(parts)
 
@@ -62,9 +94,10 @@ def export(bank: Bank, out: Path | str, deck_name: str = "LLM fine-tuning interv
     model = genanki.Model(
         MODEL_ID, "finetune-course question",
         fields=[{"name": f} for f in FIELDS],
-        templates=[{"name": "Card 1", "qfmt": "<div class=topic>{{Topic}}</div>{{Front}}",
-                    "afmt": "{{FrontSide}}<hr id=answer>{{Back}}"}],
-        css=".card{font-family:sans-serif;font-size:18px;text-align:left}.topic{color:#888;font-size:13px}",
+        templates=[{"name": "Card 1", "qfmt": "<div class=topic>{{Topic}}</div>{{Front}}" + SHUFFLE_JS,
+                    "afmt": "{{FrontSide}}<hr id=answer>{{Back}}" + SHUFFLE_JS}],
+        css=(".card{font-family:sans-serif;font-size:18px;text-align:left}.topic{color:#888;font-size:13px}"
+             "ol.revealed li.key{font-weight:bold;color:#1a7f37}"),
     )
     deck = genanki.Deck(DECK_ID, deck_name)
     for q in bank.questions:

@@ -77,8 +77,8 @@ def _check_review(r: dict) -> None:
     s = r.get("score")
     if not isinstance(s, (int, float)) or not 0 <= s <= 1:
         raise ValueError("score must be in [0, 1]")
-    if r.get("mode") not in ("quiz", "drill", "review"):
-        raise ValueError("mode must be quiz, drill or review")
+    if r.get("mode") not in ("quiz", "drill", "review", "design"):
+        raise ValueError("mode must be quiz, drill, review or design")
 
 
 def _check_drill(r: dict) -> None:
@@ -101,8 +101,11 @@ class JsonlLog:
         data = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with locked(self.path):
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data          # a record cut mid-write: never glue the next one to it
                 view = memoryview(data)
                 while view:                       # a regular-file write is whole in practice; loop anyway
                     n = os.write(fd, view)
@@ -159,9 +162,30 @@ def drills_log(home: Path | None = None) -> JsonlLog:
 
 
 def review_record(qid: str, topic: str, mode: str, score: float, rating: int, at: datetime | None = None,
-                  duration_s: float | None = None) -> dict:
+                  duration_s: float | None = None, perm: list[int] | None = None, answer: str | None = None) -> dict:
+    """One graded answer. ``perm`` is the order the choices were shown in (``perm[i]`` = the bank index of
+    the i-th shown choice) and ``answer`` what the learner typed, so the presentation can be replayed."""
     r = {"v": 1, "ts": iso(at or now()), "qid": qid, "topic": topic, "mode": mode,
          "score": round(float(score), 4), "rating": int(rating)}
     if duration_s is not None:
         r["duration_s"] = round(float(duration_s), 1)
+    if perm is not None:
+        r["perm"] = [int(i) for i in perm]
+    if answer is not None:
+        r["answer"] = str(answer)[:2000]
     return r
+
+
+def writable(log: "JsonlLog") -> str | None:
+    """None if ``log`` can be appended to, else one sentence saying why not (checked before a session asks
+    anything, so no answer is given only to be lost)."""
+    try:
+        log.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.close(fd)
+        with locked(log.path):
+            pass
+    except OSError as e:
+        return (f"cannot write your history file {log.path} ({e.strerror or e}); fix its permissions or set "
+                f"{ENV} to a writable folder (e.g. {ENV}=/tmp/course-home)")
+    return None

@@ -21,7 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from .. import paths
-from .schema import Compute, Question, format_number
+from .schema import ALLOWED_COMPUTE, Compute, Question, format_number
 
 
 class QuizError(Exception):
@@ -97,6 +97,8 @@ def _worked_examples(path: Path):
 
 
 def _resolve(path: str):
+    if path not in ALLOWED_COMPUTE:          # the schema already refused it; never resolve anything else
+        raise ValueError(f"{path!r} is not an allowed calculator (course.quiz.schema.ALLOWED_COMPUTE)")
     mod_name, _, attr = path.rpartition(".")
     if mod_name == WORKED_EXAMPLES:
         mod = _worked_examples(paths.QUIZZES / f"{WORKED_EXAMPLES}.py")
@@ -109,15 +111,15 @@ def _resolve(path: str):
         mod = importlib.import_module(mod_name)
     except ImportError as e:
         raise ValueError(f"cannot import {mod_name} ({e})") from None
-    try:
-        return getattr(mod, attr)
-    except AttributeError:
-        raise ValueError(f"{mod_name} has no {attr!r}") from None
+    fn = getattr(mod, attr, None)
+    if not inspect.isfunction(fn):
+        raise ValueError(f"{mod_name} has no function {attr!r}")
+    return fn
 
 
 def _evaluate(x: Any) -> Any:
     if isinstance(x, dict) and "fn" in x:
-        return evaluate_compute(Compute.model_validate(x), _raw=True)
+        return evaluate_compute(Compute.model_validate(x), _raw=True)   # validated (allow-list) before the call
     if isinstance(x, dict):
         return {k: _evaluate(v) for k, v in x.items()}
     if isinstance(x, list):
@@ -140,9 +142,11 @@ def evaluate_compute(c: Compute, _raw: bool = False) -> Any:
     result = fn(*_evaluate(c.args), **_evaluate(c.kwargs))
     if c.pick:
         for part in c.pick.split("."):
+            if part.startswith("_"):
+                raise ValueError(f"pick {c.pick!r}: private fields cannot be picked")
             result = result[part] if isinstance(result, dict) else getattr(result, part)
             if callable(result):
-                result = result()
+                raise ValueError(f"pick {c.pick!r} names a method or class; pick picks data, it never calls")
     if c.multiply is not None:
         result = result * _literal(c.multiply, "multiply")
     if c.divide is not None:
@@ -219,6 +223,7 @@ def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[Qu
         return [], [QuizError(shown, root.start_mark.line + 1, None,
                               "the file should be a YAML list of questions (each item starting with '- id: ...')")]
     out: list[Question] = []
+    valid: list[tuple[Question, yaml.MappingNode]] = []   # phase 1: schema only, nothing called
     for node, item in zip(root.value, data):
         line = node.start_mark.line + 1
         if not isinstance(node, yaml.MappingNode) or not isinstance(item, dict):
@@ -244,12 +249,15 @@ def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[Qu
                                     f"topic {q.topic!r} must match the file name {path.stem!r}", q.id))
             continue
         q.source = f"{shown}:{line}"
+        valid.append((q, node))
+    # Phase 2: only after the whole file validated (every compute on the allow-list) is anything called.
+    for q, node in valid:
         if compute and q.compute is not None:
             try:
                 q.value = evaluate_compute(q.compute)
                 q.model_answer = q.model_answer.replace("{value}", format_number(q.value))
             except Exception as e:  # noqa: BLE001 (report any calculator failure as a located error)
-                errors.append(QuizError(shown, _nested_line(node, ["compute"]), "compute",
+                errors.append(QuizError(q.source.rsplit(":", 1)[0], _nested_line(node, ["compute"]), "compute",
                                         f"{type(e).__name__}: {e}", q.id))
                 continue
         out.append(q)

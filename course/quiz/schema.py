@@ -29,12 +29,81 @@ YEAR_RE = re.compile(r"\b(19|20)\d{2}\b")
 REFERENCE_PREFIXES = ("Lesson", "Seed")
 
 
+# The only functions a ``compute:`` may call (nested ones included). Anything else — ``course.paths.Path``,
+# ``os.system``, a class, a method — is a validation error, reported before any function is called. A new
+# calculator is added here on purpose, in review, never reached by an arbitrary dotted path.
+ALLOWED_COMPUTE: frozenset[str] = frozenset({
+    # the memory calculator (course/memory.py)
+    "course.memory.model_spec", "course.memory.count_params", "course.memory.projection_params",
+    "course.memory.lora_params", "course.memory.nf4_bits_per_param", "course.memory.optimizer_bytes_per_param",
+    "course.memory.weight_bytes", "course.memory.estimate", "course.memory.activation_elements_per_layer",
+    # small quiz helpers (course/quiz/calc.py)
+    "course.quiz.calc.ia3_params", "course.quiz.calc.scale_overhead_bits",
+    "course.quiz.calc.double_quant_overhead_bits", "course.quiz.calc.double_quant_saving_bits",
+    "course.quiz.calc.static_training_bytes", "course.quiz.calc.bits_to_gb",
+    "course.quiz.calc.effective_batch_size", "course.quiz.calc.optimizer_steps", "course.quiz.calc.warmup_steps",
+    "course.quiz.calc.best_of_n_kl", "course.quiz.calc.at_least_one",
+    "course.quiz.calc.dora_magnitude_params", "course.quiz.calc.prompt_tuning_params",
+    "course.quiz.calc.prefix_tuning_params", "course.quiz.calc.dare_rescale", "course.quiz.calc.kv_cache_bytes",
+    "course.quiz.calc.adapter_bytes", "course.quiz.calc.adapters_that_fit", "course.quiz.calc.kv_tokens_that_fit",
+    "course.quiz.calc.serving_budget_bytes", "course.quiz.calc.training_flops", "course.quiz.calc.gpu_hours",
+    "course.quiz.calc.cost_usd", "course.quiz.calc.decode_tokens_per_s_bound", "course.quiz.calc.grpo_advantage",
+    "course.quiz.calc.pass_at_k", "course.quiz.calc.ipo_loss", "course.quiz.calc.simpo_margin",
+    "course.quiz.calc.neg_log_sigmoid", "course.quiz.calc.kto_desirable_loss", "course.quiz.calc.rope_scale_factor",
+    "course.quiz.calc.ntk_rope_base", "course.quiz.calc.rope_wavelength", "course.quiz.calc.padding_fraction",
+    "course.quiz.calc.api_cost_usd", "course.quiz.calc.sample_size_for_margin", "course.quiz.calc.generation_tokens",
+    # worked examples that are also lesson answers (quizzes/worked_examples.py, loaded by path)
+    "worked_examples.full_matrix_params", "worked_examples.lora_matrix_params", "worked_examples.lora_compression",
+    "worked_examples.lora_scaling", "worked_examples.lora_extra_flops_fraction", "worked_examples.sigmoid",
+    "worked_examples.bradley_terry_prob", "worked_examples.bradley_terry_loss", "worked_examples.dpo_loss",
+    "worked_examples.log_odds", "worked_examples.orpo_ratio_loss", "worked_examples.ppo_clipped_objective",
+})
+PICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
+
+
+def _check_fn(v: str, where: str = "fn") -> str:
+    if v not in ALLOWED_COMPUTE:
+        raise ValueError(f"{where} {v!r} is not an allowed calculator; compute may only call the functions listed "
+                         f"in course.quiz.schema.ALLOWED_COMPUTE (course.memory, course.quiz.calc, worked_examples)")
+    return v
+
+
+def _check_nested(x: Any, where: str) -> None:
+    """Validate every nested ``{fn: ...}`` inside args/kwargs before anything is called."""
+    if isinstance(x, dict) and "fn" in x:
+        extra = set(x) - {"fn", "args", "kwargs", "pick", "multiply", "divide"}
+        if extra:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(sorted(map(str, extra)))} in a nested compute")
+        if not isinstance(x["fn"], str):
+            raise ValueError(f"{where}.fn must be a string")
+        _check_fn(x["fn"], f"{where}.fn")
+        if x.get("pick") is not None:
+            _check_pick(x["pick"], f"{where}.pick")
+        for i, a in enumerate(x.get("args") or []):
+            _check_nested(a, f"{where}.args.{i}")
+        for k, a in (x.get("kwargs") or {}).items():
+            _check_nested(a, f"{where}.kwargs.{k}")
+    elif isinstance(x, dict):
+        for k, a in x.items():
+            _check_nested(a, f"{where}.{k}")
+    elif isinstance(x, list):
+        for i, a in enumerate(x):
+            _check_nested(a, f"{where}.{i}")
+
+
+def _check_pick(v: Any, where: str = "pick") -> str:
+    if not isinstance(v, str) or not PICK_RE.fullmatch(v):
+        raise ValueError(f"{where} {v!r} must be dotted public field names (e.g. components.weights)")
+    return v
+
+
 class Compute(BaseModel):
-    """How a numeric answer is computed: ``fn`` (a dotted path inside ``course``, or ``worked_examples.<name>``
-    for a function of ``quizzes/worked_examples.py``), its ``args``/``kwargs``
-    (a nested ``{fn: ..., args: ..., kwargs: ...}`` mapping is itself computed first), then optionally
-    ``pick`` (an attribute or key of the result, dotted), ``multiply`` (e.g. bytes per parameter, or a count)
-    and ``divide`` (a unit conversion, e.g. '2**30'). Both may be arithmetic on number literals only."""
+    """How a numeric answer is computed: ``fn`` (one of :data:`ALLOWED_COMPUTE`: a function of
+    ``course.memory``, ``course.quiz.calc`` or ``quizzes/worked_examples.py``), its ``args``/``kwargs``
+    (a nested ``{fn: ..., args: ..., kwargs: ...}`` mapping is itself computed first, and checked against the
+    same allow-list), then optionally ``pick`` (a field or key of the result, dotted; never a method),
+    ``multiply`` (e.g. bytes per parameter, or a count) and ``divide`` (a unit conversion, e.g. '2**30'). Both
+    may be arithmetic on number literals only."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -47,12 +116,37 @@ class Compute(BaseModel):
 
     @field_validator("fn")
     @classmethod
-    def _inside_course(cls, v: str) -> str:
-        if not (re.fullmatch(r"course(\.[A-Za-z_][A-Za-z0-9_]*)+", v)
-                or re.fullmatch(r"worked_examples\.[A-Za-z][A-Za-z0-9_]*", v)):
-            raise ValueError("compute.fn must be a dotted path inside the course package or "
-                             f"worked_examples.<name> (quizzes/worked_examples.py), got {v!r}")
+    def _allowed(cls, v: str) -> str:
+        return _check_fn(v, "compute.fn")
+
+    @field_validator("pick")
+    @classmethod
+    def _pick_form(cls, v: str | None) -> str | None:
+        return None if v is None else _check_pick(v)
+
+    @field_validator("args")
+    @classmethod
+    def _nested_args(cls, v: list[Any]) -> list[Any]:
+        for i, a in enumerate(v):
+            _check_nested(a, f"args.{i}")
         return v
+
+    @field_validator("kwargs")
+    @classmethod
+    def _nested_kwargs(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, a in v.items():
+            _check_nested(a, f"kwargs.{k}")
+        return v
+
+
+class FollowUp(BaseModel):
+    """A follow-up an interviewer may ask, with its own model answer and key points (shown after the learner's
+    reply, which is then self-scored against them)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    ask: str = Field(min_length=10)
+    answer: str = Field(min_length=20)
+    key_points: list[str] = Field(min_length=1)
 
 
 class Tolerance(BaseModel):
@@ -78,7 +172,7 @@ class Question(BaseModel):
     accept: list[str] | None = None
     model_answer: str = Field(min_length=20)
     key_points: list[str] = Field(min_length=1)
-    follow_ups: list[str] = Field(default_factory=list)
+    follow_ups: list[FollowUp] = Field(default_factory=list)
     references: list[str] = Field(min_length=1)
     day: int = Field(ge=1, le=7)
 

@@ -594,7 +594,8 @@ plt.show()
 # the policy closer to the reference and buys less of the hack (tests/test_day2.py checks both across seeds 0–2).
 # β cannot make a flawed reward model right, only keep the policy near the model whose behaviour we trusted — the
 # real fixes are better preference data, reward-model ensembles, length penalties, and watching a held-out judge.
-#
+
+# %% [markdown]
 # **Interview answers this notebook backs with code**
 # - *Where does the KL penalty enter PPO for RLHF?* In the per-token reward: $-\beta\,(\log\pi - \log\pi_\text{ref})$
 #   on every token, the reward-model score on the last one (§3).

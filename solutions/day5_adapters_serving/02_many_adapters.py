@@ -453,7 +453,8 @@ for n in (100, 1000, 10_000):
 # into a handful of GPU slots costs milliseconds per cold adapter, on the order of one decoding step; reloading or
 # re-merging a 7B base per tenant costs seconds. The hard part is not memory but **compute in a mixed batch**: with many different adapters in one batch,
 # a loop over adapters (what peft does on CPU above) launches one small matmul pair per adapter per layer.
-#
+
+# %% [markdown]
 # **How the serving systems do it**
 # - **Punica** (Chen et al. 2023, *Punica: Multi-Tenant LoRA Serving*): a CUDA kernel, **SGMV** (segmented gather
 #   matrix-vector multiplication), computes $B_i(A_i x)$ for every request's own adapter $i$ in one launch; the base
@@ -471,7 +472,8 @@ for n in (100, 1000, 10_000):
 # Our `AdapterServer` is the same design in miniature: one base, tenant → adapter routing, mixed batches. It lacks
 # paging (all adapters stay resident), continuous batching (a batch waits for its longest answer), and the fused
 # kernel.
-#
+
+# %% [markdown]
 # ## 6. Per-tenant adapters vs RAG (seed §6)
 #
 # The seed's table says *per-tenant customization → LoRA adapters per tenant; hot-swap at serving* — and also *add
@@ -487,7 +489,8 @@ for n in (100, 1000, 10_000):
 # - Many products need both: a tenant adapter for tone, format and task, retrieval for the tenant's current facts.
 #   Choose an adapter per tenant when the customization is stable, behavioural, and worth a training run; when it is
 #   knowledge, or changes faster than you can retrain, retrieve it.
-#
+
+# %% [markdown]
 # **Takeaways**
 # - Adapters with one configuration share one base: once loaded, `set_adapter` switches without moving any weights;
 #   `hotswap_adapter` replaces a slot's weights in place; reloading the base is the slow path.

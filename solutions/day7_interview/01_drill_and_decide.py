@@ -63,7 +63,8 @@ for k in q.key_points:
     print("  -", k)
 print("\nFollow-ups an interviewer may ask:")
 for f in q.follow_ups:
-    print("  -", f)
+    print("  -", f.ask)
+    print("    model answer:", f.answer)
 
 # %% [markdown]
 # ## 2. Numbers come from the calculator, not from memory
@@ -80,8 +81,10 @@ for qid in ("mem-mistral-lora-r16", "mem-mistral-adapter-mib", "mem-70b-adam-mom
 # %% [markdown]
 # ## 3. A drill card
 #
-# Run the next cell and answer in the widget: *Check* grades, *Next* moves on. Open questions show the model
-# answer and a checklist: tick the key points you actually said. Change `TOPICS` to drill your weak spots
+# Run the next cell and answer in the widget: *Check* grades, *Next* moves on, *Skip* moves on without scoring.
+# The choices are shuffled every time a question is shown, so position and length give nothing away. Open
+# questions take a typed answer (or say it aloud); *Check* then shows it beside the model answer with a
+# checklist: tick the key points you actually said, and *Check* again. Change `TOPICS` to drill your weak spots
 # (`course quiz stats` shows them). Set `record=True` to add your answers to the same history `course review`
 # schedules from.
 
