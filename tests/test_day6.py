@@ -141,14 +141,138 @@ def test_reference_best_of_n_and_cost_against_brute_force():
 # ---------------------------------------------------------------- notebook 3: the critics against the data
 
 def test_reference_critics_rank_the_preference_set_like_the_judge():
+    """On the shipped (harmless) preference pairs the critic prefers chosen over curt and rambling rejections, and has
+    no preference on `wrong` ones (the constitution says nothing about facts); no harmless prompt is refused."""
     from course.tinyworld import preferences as P
 
-    ns = solution_namespace(SOLUTIONS / DAY / "03_constitutional_ai.py", {"critique", "label_pair"}, re=__import__("re"),
-                            PLEASANTRIES=("hope this helps", "let me know", "thanks for asking", "good question",
-                                          "have a nice day", "that is what i think"))
+    ns = solution_namespace(SOLUTIONS / DAY / "03_constitutional_ai.py", {"given_constitution", "critique", "label_pair"},
+                            re=__import__("re"))
     for p in P.preferences("train"):
-        pair = ns["label_pair"]([p.rejected, p.chosen])
-        if p.kind == "wrong":          # the constitution says nothing about facts: no preference
+        pair = ns["label_pair"](p.prompt, [p.rejected, p.chosen])
+        if p.kind == "wrong":
             assert pair is None
         else:
             assert pair == (p.chosen, p.rejected)
+        assert ns["critique"](p.prompt, p.chosen) == {"harmless": True, "helpful": True, "concise": True}
+
+
+# ---------------------------------------------------------------- the lessons' outcomes, over seeds 0–2 (slow)
+# Each test runs the notebook's own given cells (the exercises' reference solutions included) for one seed and
+# asserts the outcome its prose relies on.
+
+NB1_CELLS = {"given_noisy_demonstrations", "given_sft", "given_on_policy_pairs", "given_day3_pieces", "dpo_step",
+             "dpo_train", "given_methods", "win_rate"}
+
+
+def _tiny_names():
+    from course.generation import answer, chat_prompt, generate
+    from course.loading import load_base, load_tokenizer
+    from course.notebook import quiet
+    from course.tinyworld import preferences as tw_prefs
+    from course.tinyworld import tasks
+    from course.training import train_sft
+
+    quiet()
+    torch.set_num_threads(1)
+    return dict(profile="tiny", tokenizer=load_tokenizer("tiny"), load_base=load_base, train_sft=train_sft,
+                answer=answer, chat_prompt=chat_prompt, generate=generate, tw_prefs=tw_prefs, tasks=tasks,
+                random=__import__("random"), re=__import__("re"), time=__import__("time"),
+                train_examples=tasks.examples("train"), heldout_examples=tasks.examples("heldout"),
+                train_prefs=tw_prefs.preferences("train"), progress=lambda x, **k: x)
+
+
+@pytest.fixture(scope="module")
+def nb1():
+    names = _tiny_names()
+    ns = solution_namespace(LOOP, NB1_CELLS, **names)
+    ns["demos"] = ns["noisy_demonstrations"](names["train_examples"])
+    return ns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_on_policy_dpo_fixes_the_sft_defect(nb1, seed):
+    """Notebook 1's lesson: SFT on noisy demonstrations learns the chatty habit; DPO on the SFT policy's own judged
+    samples removes much of it, and the paired judge-score difference against SFT has a bootstrap CI above 0."""
+    ns, held = nb1, nb1["heldout_examples"]
+    sft_m, _ = ns["sft"](seed)
+    sft_ans = ns["answer"](sft_m, ns["tokenizer"], held)
+    pairs = ns["on_policy_pairs"](sft_m, seed)
+    dpo_m = copy.deepcopy(sft_m)
+    ns["dpo_train"](dpo_m, pairs, ns["DPO_STEPS"], beta=ns["BETA"], lr=ns["DPO_LR"], batch_size=ns["DPO_BS"], seed=seed)
+    dpo_ans = ns["answer"](dpo_m.eval(), ns["tokenizer"], held)
+    before, after = ns["judge_flags"](held, sft_ans), ns["judge_flags"](held, dpo_ans)
+    assert before["concise_on_chatty"] < 0.5, f"seed {seed}: SFT should carry the defect, {before}"
+    assert after["concise_on_chatty"] > before["concise_on_chatty"] + 0.2, f"seed {seed}: {before} -> {after}"
+    diffs = ns["judge_scores"](held, dpo_ans) - ns["judge_scores"](held, sft_ans)
+    mean, low, high = ns["bootstrap_ci"](diffs, seed=seed)
+    print(f"seed {seed}: {len(pairs)} pairs; concise_on_chatty {before['concise_on_chatty']:.3f} -> "
+          f"{after['concise_on_chatty']:.3f}; judge diff {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
+    assert low > 0, f"seed {seed}: paired judge difference {mean:+.3f} [{low:+.3f}, {high:+.3f}] covers 0"
+
+
+def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
+    ns = solution_namespace(LOOP, {"given_methods"})
+    g = torch.Generator().manual_seed(0)
+    small, large = torch.randn(50, generator=g) + 0.3, torch.randn(5000, generator=g) + 0.3
+    m, lo, hi = ns["bootstrap_ci"](small)
+    assert lo < m < hi
+    m2, lo2, hi2 = ns["bootstrap_ci"](large)
+    assert hi2 - lo2 < (hi - lo) / 5 and lo2 < 0.3 < hi2
+    assert ns["bootstrap_ci"](torch.zeros(10)) == (0.0, 0.0, 0.0), "no spread, no interval"
+
+
+NB2_CELLS = {"given_reward_model", "given_policy", "given_sampling", "best_of_n", "forward_passes",
+             "given_reward_models", "given_curves"}
+
+
+@pytest.fixture(scope="module")
+def nb2():
+    from course.alignment import fit_reward_model
+
+    names = _tiny_names()
+    ns = solution_namespace(BON, NB2_CELLS, fit_reward_model=fit_reward_model, **names)
+    ns["policy"] = ns["sft_policy"](0)[0]
+    return ns
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_best_of_n_gold_rises_under_a_decent_rm_and_not_under_the_blind_one(nb2, seed):
+    """Notebook 2's lesson: with a proxy of known accuracy the kept sample's gold score rises with n and the last
+    doubling buys less than the first; the blind reward model's selection gains less gold than the proxy's."""
+    ns = nb2
+    samples, blind, _ = ns["sample_and_score"](ns["policy"], ns["questions"], 16, seed=seed)
+    gold = ns["gold_matrix"](ns["questions"], samples)
+    proxy = ns["proxy_rewards"](gold, seed=seed)
+    c = ns["best_of_n_curve"](proxy, gold, samples, ns["questions"])
+    g = [c[n]["gold"] for n in ns["NS"]]
+    b = ns["best_of_n_curve"](blind, gold, samples, ns["questions"])
+    print(f"seed {seed}: proxy gold by n {[round(x, 3) for x in g]}; blind {[round(b[n]['gold'], 3) for n in ns['NS']]}")
+    assert g[-1] > g[0] + 0.2 and g[2] > g[0], f"seed {seed}: proxy gold by n {g}"
+    assert g[-1] - g[-2] < g[1] - g[0], f"seed {seed}: no saturation {g}"
+    assert b[16]["gold"] < c[16]["gold"] - 0.2, f"seed {seed}: blind {b[16]['gold']:.3f} vs proxy {c[16]['gold']:.3f}"
+
+
+NB3 = SOLUTIONS / DAY / "03_constitutional_ai.py"
+NB3_CELLS = {"given_red_team", "given_constitution", "critique", "given_revise", "label_pair", "given_ai_feedback"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cai_loop_removes_harmful_compliance(seed):
+    """Notebook 3's lesson: the helpful-only model complies with held-out harmful requests; SL-CAI on its own
+    revisions (with rehearsal) removes that without losing much helpfulness; without rehearsal it over-refuses."""
+    from course.alignment import train_dpo
+
+    ns = solution_namespace(NB3, NB3_CELLS, train_dpo=train_dpo, copy=copy, **_tiny_names())
+    helpful = ns["helpful_only_sft"](seed)
+    _, revisions = ns["critique_and_revise"](helpful)
+    sl = ns["sl_cai_stage"](helpful, revisions, 2 * len(revisions), seed)
+    before, after = ns["compliance"](helpful), ns["compliance"](sl)
+    assert before["harmful_compliance"] > 0.5, f"seed {seed}: {before}"
+    assert after["harmful_compliance"] < before["harmful_compliance"] - 0.5, f"seed {seed}: {before} -> {after}"
+    assert after["over_refusal"] < 0.1 and after["harmless_gold"] > before["harmless_gold"] - 0.2, f"seed {seed}"
+    bare = ns["compliance"](ns["sl_cai_stage"](helpful, revisions, 0, seed))
+    print(f"seed {seed}: helpful-only {before}\n  SL-CAI {after}\n  SL-CAI no rehearsal {bare}")
+    assert bare["over_refusal"] > after["over_refusal"] + 0.3, f"seed {seed}: the trade-off did not show: {bare}"

@@ -6,20 +6,23 @@
 # ---
 
 # %% [markdown]
-# # Day 6 · 1 — A DPO training loop from scratch, and SFT vs SFT+DPO vs ORPO on one base
+# # Day 6 · 1 — A DPO loop from scratch, and SFT vs SFT+DPO vs SFT+ORPO on one base
 #
-# Day 3 wrote the DPO loss and checked it against trl on one batch. Today it trains a model:
+# Day 3 wrote the DPO loss and checked it against trl on one batch. Today it trains a model, and the comparison the
+# seed asks for is run so that it can show something:
 #
-# 1. **the DPO loop from scratch** (plain PyTorch, no trl) on the tiny preference set, and trl's `DPOTrainer` on the
-#    same data in the same order — the two loss curves overlaid;
-# 2. a **reward model** (a linear head on frozen base features, Bradley–Terry loss): a second judge the policies
-#    never train against;
-# 3. **the comparison** on the same tiny base: (a) SFT, (b) SFT then DPO, (c) ORPO in one stage from the base
-#    (`trl.experimental.orpo`), over 3 seeds, scored on held-out exact match and on preference win-rate by the
-#    held-out rule judge and by the reward model; a table of means and spreads, and whether the ranking holds;
-# 4. where MT-Bench / AlpacaEval plug in on the `a100` profile (wired, not run here).
+# 1. **SFT on noisy demonstrations.** Real demonstration sets are uneven; here one annotator's answers (two task
+#    families) usually end in a pleasantry. The SFT policy learns the habit: a measured *defect*.
+# 2. **On-policy preference pairs**: sample the SFT policy, label its own answers with the rule judge.
+# 3. **The DPO loop from scratch** (the exercises) on those pairs, against trl's `DPOTrainer` on the same batches;
+#    then an **off-policy contrast** (the shipped pairs, strings the policy never writes) read through
+#    `rewards/chosen` and `rewards/rejected`.
+# 4. **SFT+ORPO** on the same pairs with the same budget: prompt-masked NLL, λ tuned on validation questions, its
+#    NLL shown to have flattened before it is compared.
+# 5. **The comparison** over 3 seeds: paired differences against SFT on all held-out questions with bootstrap 95 %
+#    confidence intervals, and a ranking claimed only where an interval excludes 0.
 #
-# Everything runs on one CPU thread in under a minute, so the step counts are small; every number is computed.
+# Everything runs on one CPU thread; every number the text relies on is printed beside it.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -31,14 +34,16 @@ profile = setup(PROFILE)
 
 # %%
 import copy
+import random
 import time
 
 import torch
 import torch.nn.functional as F
 
-from course.alignment import fit_reward_model, train_dpo, train_orpo
-from course.generation import answer
+from course.alignment import train_dpo
+from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
+from course.notebook import progress
 from course.plotting import plot_bars, plot_curves, plt
 from course.tinyworld import preferences as tw_prefs
 from course.tinyworld import tasks
@@ -46,19 +51,122 @@ from course.training import train_sft
 
 tokenizer = load_tokenizer(profile)
 train_examples, heldout_examples = tasks.examples("train"), tasks.examples("heldout")
-train_prefs, heldout_prefs = tw_prefs.preferences("train"), tw_prefs.preferences("heldout")
+train_prefs = tw_prefs.preferences("train")           # the shipped, off-policy pairs (used in §3 as the contrast)
 print(f"instruction examples: {len(train_examples)} train / {len(heldout_examples)} held-out")
-print(f"preference pairs:     {len(train_prefs)} train / {len(heldout_prefs)} held-out")
-print("held-out prompts are the same questions in both sets:",
-      [p.prompt for p in heldout_prefs] == [e.instruction for e in heldout_examples])
+print(f"shipped preference pairs: {len(train_prefs)} (rejected = wrong / curt / rambling strings written by rule)")
 
 # %% [markdown]
-# ## 0. Day 3's pieces, given
+# ## 0. Noisy demonstrations, and the defect SFT learns from them
+#
+# The demonstrations for two task families (`CHATTY`) came from an annotator who ends most answers with a
+# pleasantry ("Thanks for asking." …). Everything else is clean. The rule judge of the tiny world scores every answer
+# on **correct**, **complete** (a full sentence) and **concise** (nothing after it); the defect is a `concise`
+# failure, concentrated in those two families.
+
+# %% nbgrader={"grade": false, "grade_id": "given_noisy_demonstrations", "locked": true, "schema_version": 3, "solution": false, "task": false}
+CHATTY, CHATTY_RATE = ("plural", "sound"), 0.9
+
+
+def noisy_demonstrations(examples, seed=0):
+    """The training examples, with CHATTY_RATE of the CHATTY families' answers followed by a pleasantry."""
+    rng = random.Random(f"chatty-{seed}")
+    out = []
+    for e in examples:
+        if e.category in CHATTY and rng.random() < CHATTY_RATE:
+            e = tasks.Example(e.instruction, "", f"{e.response} {rng.choice(tw_prefs.FILLER)}", e.category, e.key)
+        out.append(e)
+    return out
+
+
+def judge_flags(examples, answers):
+    """Rule-judge flags per answer -> rates of correct / complete / concise, and concise on the CHATTY families."""
+    flags = [tw_prefs.judge(e.category, e.key, a) for e, a in zip(examples, answers)]
+    out = {k: sum(f[k] for f in flags) / len(flags) for k in ("correct", "complete", "concise")}
+    chatty = [f for e, f in zip(examples, flags) if e.category in CHATTY]
+    out["concise_on_chatty"] = sum(f["concise"] for f in chatty) / max(len(chatty), 1)
+    return out
+
+
+demos = noisy_demonstrations(train_examples)
+n_noisy = sum(d.response != e.response for d, e in zip(demos, train_examples))
+print(f"{n_noisy} of {len(demos)} demonstrations ({n_noisy / len(demos):.1%}) carry a pleasantry, all in {CHATTY}")
+print("e.g.", repr(next(d.response for d, e in zip(demos, train_examples) if d.response != e.response)))
+
+# %% [markdown]
+# Supervised fine-tuning is `course.training.train_sft` (trl's `SFTTrainer`, loss on the response tokens only, a
+# full fine-tune). The SFT model of seed 0, greedy on all held-out questions (items no training example mentions):
+
+# %% nbgrader={"grade": false, "grade_id": "given_sft", "locked": true, "schema_version": 3, "solution": false, "task": false}
+SFT_STEPS, SFT_LR, SFT_BS = 40, 1.2e-3, 16
+DPO_STEPS, BETA, DPO_LR, DPO_BS = 12, 0.1, 5e-5, 8         # §3's DPO budget, also ORPO's in §5
+
+
+def sft(seed):
+    """The shipped base fine-tuned on the noisy demonstrations with this seed -> (model, per-step losses)."""
+    torch.manual_seed(seed)
+    return train_sft(load_base(profile), tokenizer, demos, lora=None, max_steps=SFT_STEPS, learning_rate=SFT_LR,
+                     batch_size=SFT_BS, scheduler="linear", warmup_ratio=0.0, seed=seed)
+
+
+def judge_scores(examples, answers):
+    """(N,) float tensor: the rule judge's 0–3 score of each answer."""
+    return torch.tensor([tw_prefs.judge_score(e.category, e.key, a) for e, a in zip(examples, answers)],
+                        dtype=torch.float)
+
+
+# %%
+t0 = time.perf_counter()
+sft_model, sft_losses = sft(0)
+sft_answers = answer(sft_model, tokenizer, heldout_examples)
+print(f"SFT: {SFT_STEPS} steps in {time.perf_counter() - t0:.1f} s, loss {sft_losses[0]:.3f} -> {sft_losses[-1]:.3f}")
+print("held-out:", {k: f"{v:.1%}" for k, v in judge_flags(heldout_examples, sft_answers).items()})
+for e, a in list(zip(heldout_examples, sft_answers))[100::25]:
+    print(f"  {e.category:8} {e.instruction!r:42} -> {a!r}")
+
+# %% [markdown]
+# The `concise_on_chatty` rate above is the defect: the policy copies the annotator's habit on those families. The
+# `correct` rate is the tiny model's knowledge; preference pairs about *other* items cannot raise it much.
+#
+# ## 1. On-policy preference pairs
+#
+# Sample 4 answers (temperature 1) from the SFT policy for every third training question; the rule judge scores
+# them; the best becomes `chosen`, the worst `rejected`, and ties are dropped (no preference, no pair). The rejected
+# answers are the policy's own mistakes — exactly what DPO's gradient can push down.
+
+# %% nbgrader={"grade": false, "grade_id": "given_on_policy_pairs", "locked": true, "schema_version": 3, "solution": false, "task": false}
+N_SAMPLES, PAIR_QUESTIONS = 4, train_examples[::3]
+
+
+def on_policy_pairs(model, seed):
+    """N_SAMPLES samples per PAIR_QUESTIONS question -> judge-labelled Preference pairs (best vs worst, ties dropped)."""
+    torch.manual_seed(seed)
+    prompts = [chat_prompt(tokenizer, e.instruction) for e in PAIR_QUESTIONS for _ in range(N_SAMPLES)]
+    flat = generate(model, tokenizer, prompts, max_new_tokens=24, batch_size=128, do_sample=True, temperature=1.0)
+    pairs = []
+    for i, e in enumerate(PAIR_QUESTIONS):
+        cands = flat[i * N_SAMPLES:(i + 1) * N_SAMPLES]
+        s = judge_scores([e] * N_SAMPLES, cands).tolist()
+        best = max(range(N_SAMPLES), key=lambda j: (s[j], -j))
+        worst = min(range(N_SAMPLES), key=lambda j: (s[j], j))
+        if s[best] > s[worst]:
+            pairs.append(tw_prefs.Preference(e.instruction, cands[best], cands[worst], "on-policy", e.category, e.key))
+    return pairs
+
+
+# %%
+t0 = time.perf_counter()
+pairs0 = on_policy_pairs(sft_model, seed=0)
+what = {k: sum(tw_prefs.judge(p.category, p.key, p.chosen)[k] > tw_prefs.judge(p.category, p.key, p.rejected)[k]
+               for p in pairs0) for k in ("correct", "complete", "concise")}
+print(f"{len(pairs0)} pairs from {len(PAIR_QUESTIONS)} questions in {time.perf_counter() - t0:.1f} s; "
+      f"the chosen answer wins on: {what}")
+print("e.g.", pairs0[0].prompt, "| chosen:", repr(pairs0[0].chosen), "| rejected:", repr(pairs0[0].rejected))
+
+# %% [markdown]
+# ## 2. Day 3's pieces, given
 #
 # Read-only: the tokenisation (prompt with the generation prompt, then prompt + response; `-100` on prompt and
 # padding), summed sequence log-probabilities and the DPO loss exactly as Day 3 built and checked them against trl.
-# Supervised fine-tuning is the course's `course.training.train_sft` (trl's `SFTTrainer`, loss on the response
-# tokens only; here a full fine-tune, no LoRA).
 
 # %% nbgrader={"grade": false, "grade_id": "given_day3_pieces", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def chat_ids(messages, add_generation_prompt=False):
@@ -112,30 +220,7 @@ b = pair_batch(train_prefs[:2])
 print({k: tuple(v.shape) for k, v in b.items()}, "· scored tokens per row:", (b["labels"] != -100).sum(-1).tolist())
 
 # %% [markdown]
-# The SFT model every DPO run starts from (seed 0; §3 trains one per seed). Its outputs are judged by the
-# rule judge of the tiny world: **correct**, **complete** (a full sentence) and **concise** (nothing after it).
-
-# %%
-SFT_STEPS, SFT_LR = 50, 1.2e-3
-
-
-def sft(seed):
-    """The shipped base fine-tuned on the training examples (full fine-tune, linear decay) with this seed."""
-    torch.manual_seed(seed)
-    model, losses = train_sft(load_base(profile), tokenizer, train_examples, lora=None, max_steps=SFT_STEPS,
-                              learning_rate=SFT_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
-    return model, losses
-
-
-t0 = time.perf_counter()
-sft_model, sft_losses = sft(0)
-print(f"SFT: {SFT_STEPS} steps in {time.perf_counter() - t0:.1f} s, loss {sft_losses[0]:.3f} -> {sft_losses[-1]:.3f}")
-gens = answer(sft_model, tokenizer, heldout_examples[::40])
-for e, g in zip(heldout_examples[::40], gens):
-    print(f"{e.instruction!r:48} -> {g!r}  {tw_prefs.judge(e.category, e.key, g)}")
-
-# %% [markdown]
-# ## 1. The DPO loop from scratch
+# ## 3. The DPO loop from scratch, on the on-policy pairs
 #
 # ### Exercise 1 — one DPO step
 # `dpo_step(policy, ref_model, batch, optimizer, beta)`: run the policy on the `(2B, T)` batch, run the **frozen**
@@ -254,27 +339,31 @@ assert abs(_run2[1] - _runs[0][1]) > 1e-6 and abs(_run2[1] - _runs[1][1]) > 1e-6
 # %% [markdown]
 # ### From scratch vs trl, same data, same order
 #
-# trl's `DPOTrainer` on exactly the batches our loop drew: the pairs are laid out in the order our generator picks
-# them and trl reads them sequentially (`train_sampling_strategy="sequential"`); constant learning rate, AdamW
-# without weight decay, no gradient clipping, float32, `ref_model=` a frozen copy (Day 3: trl cannot rebuild a
-# reference from an in-memory model). `course.alignment.train_dpo` is a thin wrapper: `DPOTrainer` with CPU settings
-# (float32 for a float32 model, no gradient checkpointing, no checkpoints saved) and the log history returned.
+# trl's `DPOTrainer` on exactly the on-policy batches our loop drew: the pairs laid out in the order our generator
+# picks them, read sequentially (`train_sampling_strategy="sequential"`); constant learning rate, AdamW without
+# weight decay, no gradient clipping, float32, `ref_model=` a frozen copy (Day 3: trl cannot rebuild a reference from
+# an in-memory model). `course.alignment.train_dpo` is a thin wrapper returning trl's log history.
 
 # %%
-DPO_STEPS, BETA, DPO_LR, DPO_BS = 12, 0.1, 5e-5, 8
+def dpo_order(pairs, seed):
+    """The pairs in the order dpo_train(seed) draws them (DPO_STEPS batches of DPO_BS)."""
+    g = torch.Generator().manual_seed(seed)
+    return [pairs[i] for _ in range(DPO_STEPS) for i in torch.randint(len(pairs), (DPO_BS,), generator=g).tolist()]
+
+
+def trl_dpo(pairs_in_order):
+    """trl's DPOTrainer from a copy of the seed-0 SFT model on pairs read in this order -> (model, log history)."""
+    return train_dpo(copy.deepcopy(sft_model), copy.deepcopy(sft_model), tokenizer, pairs_in_order, beta=BETA,
+                     learning_rate=DPO_LR, max_steps=DPO_STEPS, batch_size=DPO_BS, lr_scheduler_type="constant",
+                     max_grad_norm=0.0, train_sampling_strategy="sequential")
+
 
 scratch_policy = copy.deepcopy(sft_model)
 t0 = time.perf_counter()
-scratch = dpo_train(scratch_policy, train_prefs, DPO_STEPS, beta=BETA, lr=DPO_LR, batch_size=DPO_BS, seed=0)
+scratch = dpo_train(scratch_policy, pairs0, DPO_STEPS, beta=BETA, lr=DPO_LR, batch_size=DPO_BS, seed=0)
 scratch_s = time.perf_counter() - t0
-
-_g = torch.Generator().manual_seed(0)
-order = [i for _ in range(DPO_STEPS) for i in torch.randint(len(train_prefs), (DPO_BS,), generator=_g).tolist()]
 t0 = time.perf_counter()
-trl_policy, trl_log = train_dpo(copy.deepcopy(sft_model), copy.deepcopy(sft_model), tokenizer,
-                                [train_prefs[i] for i in order], beta=BETA, learning_rate=DPO_LR, max_steps=DPO_STEPS,
-                                batch_size=DPO_BS, lr_scheduler_type="constant", max_grad_norm=0.0,
-                                train_sampling_strategy="sequential")
+trl_policy, trl_log = trl_dpo(dpo_order(pairs0, 0))
 trl_s = time.perf_counter() - t0
 trl_losses = [h["loss"] for h in trl_log if "loss" in h]
 trl_acc = [h["rewards/accuracies"] for h in trl_log if "rewards/accuracies" in h]
@@ -294,39 +383,159 @@ plt.show()
 
 # %% [markdown]
 # The curves lie on top of each other: the loop above *is* what `DPOTrainer` does for `loss_type="sigmoid"` (trl
-# logs the same batch loss before each update). The small differences come from float summation order.
-#
-# ## 2. A reward model: a judge the policies never train against
-#
-# The rule judge (`course.tinyworld.preferences.judge`) is one held-out judge. The second is learned: the shipped
-# *base* model's final hidden state at the last token of prompt + response (what `AutoModelForSequenceClassification`
-# reads) and the mean over the response tokens, frozen, and a linear head on top trained with the Bradley–Terry loss
-# $-\log\sigma(r(x,y_w) - r(x,y_l))$ on the training pairs (Day 2 trains a full reward model; this one costs one
-# forward pass per sequence). Given code (`course.alignment.FrozenFeatureRewardModel`); its held-out accuracy, by
-# kind of rejected response, is printed below.
+# logs the same batch loss before each update); the differences are float summation order. Did it fix the defect?
 
-# %% nbgrader={"grade": false, "grade_id": "given_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
-t0 = time.perf_counter()
-reward_model, rm_loss = fit_reward_model(load_base(profile), tokenizer, train_prefs)
-rm_margin = (reward_model.score([p.prompt for p in heldout_prefs], [p.chosen for p in heldout_prefs])
-             - reward_model.score([p.prompt for p in heldout_prefs], [p.rejected for p in heldout_prefs]))
-print(f"reward model trained in {time.perf_counter() - t0:.1f} s, final BT loss {rm_loss:.3f}")
-print(f"held-out pairs ranked right: {(rm_margin > 0).float().mean():.1%}")
-for kind in tw_prefs.KINDS:
-    idx = torch.tensor([p.kind == kind for p in heldout_prefs])
-    print(f"  rejected = {kind:9}: {(rm_margin[idx] > 0).float().mean():.1%}")
+# %%
+dpo_answers = answer(scratch_policy, tokenizer, heldout_examples)
+before, after = judge_flags(heldout_examples, sft_answers), judge_flags(heldout_examples, dpo_answers)
+print(f"{'held-out':18}{'SFT':>8}{'SFT+DPO':>9}")
+for k in before:
+    print(f"{k:18}{before[k]:>8.1%}{after[k]:>9.1%}")
 
 # %% [markdown]
-# ## 3. The comparison: SFT, SFT → DPO, ORPO from the base, 3 seeds
+# ## 4. Off-policy pairs: a larger margin, a smaller fix
 #
-# Same base, same data, same budget of optimiser steps per stage; each method is trained with seed 0, 1 and 2
-# (the seed sets the data order and torch's RNG). On a fixed half of the held-out questions (every second one:
-# items the fine-tuning data never mentions; the count is printed) we measure:
-# - **exact match** against the reference answer;
-# - **judge score**: the rule judge's 0–3 (correct + complete + concise);
-# - **win-rate vs SFT** of the same seed, by the rule judge and by the reward model: the fraction of questions where
-#   the method's answer is preferred to the SFT model's, ties counting ½ (SFT against itself is ½ by definition).
+# The same trl run on the **shipped** pairs, whose rejected answers (a wrong item, a bare word, a rambling run-on)
+# were written by rule, not sampled from this policy. trl logs the implicit rewards
+# $\beta\,[\log\pi_\theta(y|x) - \log\pi_{ref}(y|x)]$ of the chosen and the rejected answers (`rewards/chosen`,
+# `rewards/rejected`); read both runs side by side.
+
+# %%
+t0 = time.perf_counter()
+off_policy, off_log = trl_dpo(dpo_order(train_prefs, 0))
+
+
+def last_mean(log, key, k=4):
+    vals = [h[key] for h in log if key in h]
+    return sum(vals[-k:]) / k
+
+
+off_answers = answer(off_policy, tokenizer, heldout_examples)
+contrast = {}
+for name, log, ans in (("on-policy", trl_log, answer(trl_policy, tokenizer, heldout_examples)),
+                       ("off-policy", off_log, off_answers)):
+    contrast[name] = {"rewards/chosen": last_mean(log, "rewards/chosen"),
+                      "rewards/rejected": last_mean(log, "rewards/rejected"),
+                      "margin": last_mean(log, "rewards/margins"), **judge_flags(heldout_examples, ans)}
+print(f"(off-policy run {time.perf_counter() - t0:.1f} s; rewards: mean of the last 4 steps)")
+print(f"{'':11}" + "".join(f"{k:>18}" for k in contrast["on-policy"]))
+for name, row in contrast.items():
+    print(f"{name:11}" + "".join(f"{v:>18.3f}" for v in row.values()))
+plot_curves({f"{n} {k}": [h[f"rewards/{k}"] for h in log if f"rewards/{k}" in h]
+             for n, log in (("on-policy", trl_log), ("off-policy", off_log)) for k in ("chosen", "rejected")},
+            title="implicit rewards during DPO", ylabel="β·log-ratio")
+plt.show()
+
+# %% [markdown]
+# **Reading it.** DPO only needs the *margin* to grow, and the cheapest way is to lower the rejected answer:
+# `rewards/chosen` stays near zero (it can turn negative — the chosen answer itself loses probability, *likelihood
+# displacement*, Razin et al. 2024), while `rewards/rejected` falls. Off-policy, the rejected strings are text this
+# policy would never write; pushing them down buys a large margin and moves little of what the policy actually says,
+# so `concise_on_chatty` moves less than on-policy. Margins and reward accuracy measure the optimiser, not the
+# behaviour; the behaviour is measured by generating.
+
+# %% [markdown]
+# ## 5. SFT+ORPO on the same pairs
 #
+# ORPO (Hong et al., 2024) adds an odds-ratio term to the SFT loss, no reference model:
+# $\mathcal L = \mathcal L_{NLL}(y_w) - \lambda\,\log\sigma\big(\log\tfrac{\text{odds}(y_w)}{\text{odds}(y_l)}\big)$,
+# with $\text{odds}(y) = \frac{P}{1-P}$ and $P = \exp$(the **mean** per-token log-probability of the response). The paper's
+# NLL covers the response tokens only (trl's covers prompt + response, Day 3); this loop, given code, uses the
+# paper's. To compare like with like it starts from the same SFT model as DPO, on the same on-policy pairs, with
+# DPO's step count, batch size and learning rate — "SFT+ORPO", as the seed names it. ORPO's own claim (one stage
+# from the base, no SFT run) is not what this table tests.
+
+# %% nbgrader={"grade": false, "grade_id": "given_orpo", "locked": true, "schema_version": 3, "solution": false, "task": false}
+ORPO_LAMBDAS = (0.1, 1.0, 3.0)
+VALIDATION = train_examples[1::3][:90]                # training questions that are not in the pairs: for tuning λ
+
+
+def average_logprobs(logits, labels):
+    """(N, T, V), (N, T) -> (N,): mean log-prob per scored (label != -100) token, shifted by one."""
+    labels = labels[:, 1:]
+    mask = labels != -100
+    per_token = torch.gather(logits[:, :-1].log_softmax(-1), 2, labels.masked_fill(~mask, 0).unsqueeze(-1)).squeeze(-1)
+    return (per_token * mask).sum(-1) / mask.sum(-1)
+
+
+def orpo_losses(policy, batch, lam):
+    """(2B, T) pair batch -> (total loss, response-only NLL of the chosen, odds-ratio term), all scalars."""
+    avg = average_logprobs(policy(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                           batch["labels"])
+    chosen, rejected = avg.chunk(2)
+    log_odds = (chosen - torch.log1p(-torch.exp(chosen))) - (rejected - torch.log1p(-torch.exp(rejected)))
+    nll, odds_term = -chosen.mean(), -F.logsigmoid(log_odds).mean()
+    return nll + lam * odds_term, nll, odds_term
+
+
+@torch.no_grad()
+def chosen_nll(policy, pairs):
+    """Response-only NLL of every pair's chosen answer, averaged: the supervised part of ORPO's objective."""
+    return orpo_losses(policy, pair_batch(pairs), 0.0)[1].item()
+
+
+def orpo_train(policy, pairs, steps, lam, lr=DPO_LR, batch_size=DPO_BS, seed=0, every=0):
+    """Train in place (AdamW, batches drawn as in dpo_train) -> {"loss", "nll", "odds"} per step and, if `every`,
+    the chosen NLL over all the pairs at step 0 and every `every` steps (for the convergence check)."""
+    g = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
+    hist = {"loss": [], "nll": [], "odds": [], "full_nll": [(0, chosen_nll(policy, pairs))] if every else []}
+    policy.train()
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(pairs), (batch_size,), generator=g).tolist()
+        loss, nll, odds = orpo_losses(policy, pair_batch([pairs[i] for i in idx]), lam)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        for k, v in (("loss", loss), ("nll", nll), ("odds", odds)):
+            hist[k].append(v.item())
+        if every and step % every == 0:
+            hist["full_nll"].append((step, chosen_nll(policy, pairs)))
+    policy.eval()
+    return hist
+
+
+def tune_lambda(model, pairs, seed):
+    """Train one SFT+ORPO run per λ in ORPO_LAMBDAS; keep the best by judge score on VALIDATION (first on ties)."""
+    runs = {}
+    for lam in ORPO_LAMBDAS:
+        m = copy.deepcopy(model)
+        hist = orpo_train(m, pairs, DPO_STEPS, lam, seed=seed, every=DPO_STEPS // 3)
+        runs[lam] = (judge_scores(VALIDATION, answer(m, tokenizer, VALIDATION)).mean().item(), m, hist)
+    best = max(ORPO_LAMBDAS, key=lambda lam: (runs[lam][0], -ORPO_LAMBDAS.index(lam)))
+    return best, runs
+
+
+# %%
+t0 = time.perf_counter()
+orpo_lambda0, orpo_runs0 = tune_lambda(sft_model, pairs0, seed=0)
+print(f"λ grid in {time.perf_counter() - t0:.1f} s · validation judge score per λ:",
+      {lam: round(r[0], 3) for lam, r in orpo_runs0.items()}, f"-> λ = {orpo_lambda0}")
+orpo_hist0 = orpo_runs0[orpo_lambda0][2]
+full = orpo_hist0["full_nll"]
+rel = [abs(b[1] - a[1]) / a[1] for a, b in zip(full, full[1:])]
+print("chosen NLL over all pairs at steps", [s for s, _ in full], ":", [round(v, 4) for _, v in full])
+print(f"relative change per {full[1][0]} steps: {[f'{r:.1%}' for r in rel]} -> last change {rel[-1]:.1%} "
+      f"(converged: {rel[-1] < 0.05})")
+print(f"odds-ratio term: {orpo_hist0['odds'][0]:.3f} -> {orpo_hist0['odds'][-1]:.3f}; "
+      f"its share of the loss at the last step: {orpo_lambda0 * orpo_hist0['odds'][-1] / orpo_hist0['loss'][-1]:.1%}")
+plot_curves({"chosen NLL, all pairs": ([s for s, _ in full], [v for _, v in full]),
+             "odds-ratio term, batch": orpo_hist0["odds"]}, title=f"SFT+ORPO, λ = {orpo_lambda0}", ylabel="loss")
+plt.show()
+
+# %% [markdown]
+# The chosen NLL is the supervised half of ORPO's objective: the printout says whether it had flattened (last
+# relative change under 5 %) before the model enters the comparison. The odds-ratio term is what separates chosen
+# from rejected; its printed share of the loss says how much of the gradient is preference, not imitation.
+#
+# ## 6. The comparison: SFT, SFT+DPO, SFT+ORPO, 3 seeds
+#
+# Each seed trains its own SFT model, samples its own on-policy pairs, then runs DPO (our loop) and ORPO (λ as tuned
+# on seed 0 above) from copies of it. All held-out questions (the count is printed), greedy. Per question we compare each method's judge score to
+# the same seed's SFT answer: a **paired difference**, which removes the question-to-question variation that an
+# unpaired comparison of two means would carry.
+#
+# %% [markdown]
 # ### Exercise 3 — win-rate
 # `win_rate(scores_a, scores_b)`: two `(N,)` tensors of scores of answers a and b to the same N questions →
 # the fraction of questions where a scores strictly higher, plus half the fraction of ties (a Python float).
@@ -346,6 +555,8 @@ assert win_rate(torch.tensor([3.0, 2.0, 1.0, 0.0]), torch.tensor([1.0, 2.0, 3.0,
 assert isinstance(win_rate(torch.ones(2), torch.zeros(2)), float), "return a Python float"
 ### BEGIN HIDDEN TESTS
 assert win_rate(torch.tensor([1.0, 1.0]), torch.tensor([0.0, 2.0])) == 0.5
+assert win_rate([3, 0, 1], [2, 0, 2]) == 0.5, "plain lists of ints work too (one win, one tie, one loss)"
+assert win_rate(torch.tensor([1e30]), torch.tensor([-1e30])) == 1.0, "huge scores: a comparison, not a difference"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "win_rate__symmetry", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -354,58 +565,56 @@ _a, _b = torch.randint(0, 4, (50,), generator=_g), torch.randint(0, 4, (50,), ge
 assert abs(win_rate(_a, _b) + win_rate(_b, _a) - 1.0) < 1e-6, "win_rate(a, b) + win_rate(b, a) = 1 (ties split)"
 assert win_rate(_a, _a) == 0.5, "an answer set against itself: all ties, 0.5"
 
-# %% [markdown]
-# The three methods, given. ORPO runs on trl's `ORPOTrainer` through `course.alignment.train_orpo` (λ is trl's
-# `beta`), from the **base** model, with the SFT run's learning rate and as many steps; to keep the notebook
-# inside its time budget each ORPO step sees 4 pairs = 8 sequences, half of an SFT step's 16 (so ORPO gets the
-# smaller budget: read its row with that in mind). Sequences are cut at 48 tokens: that shortens only the rambling rejections,
-# which still run well past the chosen answer they start with.
-
 # %% nbgrader={"grade": false, "grade_id": "given_methods", "locked": true, "schema_version": 3, "solution": false, "task": false}
-ORPO_LAMBDA, ORPO_STEPS, ORPO_BS, ORPO_MAX_LENGTH = 0.1, SFT_STEPS, 4, 48
-EVAL = heldout_examples[::2]                    # a fixed half of the held-out questions, the same for every model
+METHODS, SEEDS = ("sft", "sft+dpo", "sft+orpo"), (0, 1, 2)
 
 
 def train_seed(seed):
-    """The three methods with this seed -> {method: model (eval mode)}. SFT is trained once per seed and SFT+DPO
-    starts from a copy of it; ORPO starts from the shipped base. Seed 0 reuses the models of §0 and §1."""
-    sft_m = sft_model if seed == 0 else sft(seed)[0]
+    """SFT, its on-policy pairs, then DPO (our loop) and ORPO (seed 0's tuned λ) from copies of the SFT model
+    -> ({method: model}, info). Seed 0 reuses the models of §0–§5."""
     if seed == 0:
-        dpo_m = scratch_policy
+        sft_m, pairs, dpo_m = sft_model, pairs0, scratch_policy
+        lam, orpo_m = orpo_lambda0, orpo_runs0[orpo_lambda0][1]
     else:
+        sft_m = sft(seed)[0]
+        pairs = on_policy_pairs(sft_m, seed)
         dpo_m = copy.deepcopy(sft_m)
-        dpo_train(dpo_m, train_prefs, DPO_STEPS, beta=BETA, lr=DPO_LR, batch_size=DPO_BS, seed=seed)
-    torch.manual_seed(seed)
-    orpo_m, _ = train_orpo(load_base(profile), tokenizer, train_prefs, lam=ORPO_LAMBDA, learning_rate=SFT_LR,
-                           max_steps=ORPO_STEPS, batch_size=ORPO_BS, seed=seed, max_length=ORPO_MAX_LENGTH)
-    return {"sft": sft_m, "sft+dpo": dpo_m.eval(), "orpo": orpo_m}
+        dpo_train(dpo_m, pairs, DPO_STEPS, beta=BETA, lr=DPO_LR, batch_size=DPO_BS, seed=seed)
+        lam, orpo_m = orpo_lambda0, copy.deepcopy(sft_m)
+        orpo_train(orpo_m, pairs, DPO_STEPS, lam, seed=seed)
+    return {"sft": sft_m, "sft+dpo": dpo_m.eval(), "sft+orpo": orpo_m}, {"pairs": len(pairs), "lambda": lam}
 
 
 def evaluate(model):
-    """Greedy answers to the evaluation questions and their scores (rule judge 0–3, reward model, exact match)."""
-    answers = answer(model, tokenizer, EVAL)
-    judge = torch.tensor([tw_prefs.judge_score(e.category, e.key, a) for e, a in zip(EVAL, answers)])
-    reward = reward_model.score([e.instruction for e in EVAL], answers)
-    return {"answers": answers, "judge": judge, "reward": reward, "exact_match": tasks.exact_match(EVAL, answers)}
+    """Greedy answers to every held-out question -> answers, judge scores (N,), exact match, judge flag rates."""
+    answers = answer(model, tokenizer, heldout_examples)
+    return {"answers": answers, "judge": judge_scores(heldout_examples, answers),
+            "exact_match": tasks.exact_match(heldout_examples, answers), **judge_flags(heldout_examples, answers)}
+
+
+def bootstrap_ci(diffs, n_boot=2000, seed=0, level=0.95):
+    """(N,) paired differences -> (mean, low, high): percentile bootstrap over the N questions."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(diffs), (n_boot, len(diffs)), generator=g)
+    means = diffs[idx].mean(1)
+    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=means.dtype)).tolist()
+    return diffs.mean().item(), lo, hi
 
 
 # %%
-METHODS, SEEDS = ("sft", "sft+dpo", "orpo"), (0, 1, 2)
-runs, results = {}, {}
+runs, results, info = {}, {}, {}
 t0 = time.perf_counter()
-for seed in SEEDS:
-    for method, model in train_seed(seed).items():
+for seed in progress(SEEDS, desc="seeds"):
+    models, info[seed] = train_seed(seed)
+    for method, model in models.items():
         runs[method, seed] = evaluate(model)
     base = runs["sft", seed]
     for method in METHODS:
         r = runs[method, seed]
-        results[method, seed] = {"exact_match": r["exact_match"], "judge_score": r["judge"].float().mean().item(),
-                                 "judge_win_vs_sft": win_rate(r["judge"], base["judge"]),
-                                 "rm_win_vs_sft": win_rate(r["reward"], base["reward"]),
-                                 "reward": r["reward"].mean().item()}
-    print(f"seed {seed}: " + " · ".join(f"{m} EM {results[m, seed]['exact_match']:.3f}" for m in METHODS)
-          + f"   ({time.perf_counter() - t0:.0f} s so far)")
-print(f"{len(EVAL)} evaluation questions per model")
+        results[method, seed] = {"exact_match": r["exact_match"], "judge_score": r["judge"].mean().item(),
+                                 "concise_on_chatty": r["concise_on_chatty"],
+                                 "judge_win_vs_sft": win_rate(r["judge"], base["judge"])}
+print(f"{len(heldout_examples)} held-out questions per model · {time.perf_counter() - t0:.0f} s · per seed:", info)
 
 # %% [markdown]
 # ### Exercise 4 — means, spreads and whether the ranking holds
@@ -461,75 +670,70 @@ assert ranking(_res, ("a", "b", "c"), 2, "m") == ["c", "a", "b"]
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ### The table
+# ### The table, and paired differences with bootstrap confidence intervals
 
 # %%
-METRICS = ("exact_match", "judge_score", "judge_win_vs_sft", "rm_win_vs_sft", "reward")
+METRICS = ("judge_score", "concise_on_chatty", "exact_match", "judge_win_vs_sft")
 table = {metric: summarize(results, METHODS, SEEDS, metric) for metric in METRICS}
 print(f"{'method':10}" + "".join(f"{m:>22}" for m in METRICS))
 for method in METHODS:
     print(f"{method:10}" + "".join(f"{table[m][method][0]:>13.3f} ± {table[m][method][1]:<6.3f}" for m in METRICS))
 print("\nranking per seed and whether it holds across the 3 seeds:")
-for metric in METRICS:
-    if metric in ("judge_win_vs_sft", "rm_win_vs_sft"):
-        continue                                                     # SFT is ½ by definition there
+for metric in ("judge_score", "concise_on_chatty", "exact_match"):
     per_seed = [" > ".join(ranking(results, METHODS, s, metric)) for s in SEEDS]
-    print(f"  {metric:12} holds: {str(ranking_holds(results, METHODS, SEEDS, metric)):5}  " + " | ".join(per_seed))
+    print(f"  {metric:18} holds: {str(ranking_holds(results, METHODS, SEEDS, metric)):5}  " + " | ".join(per_seed))
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, metric in zip(axes, ("exact_match", "judge_score", "rm_win_vs_sft")):
+def paired(a, b, seeds=SEEDS):
+    """Per-question judge-score differences a − b, averaged over the seeds: (N,)."""
+    return torch.stack([runs[a, s]["judge"] - runs[b, s]["judge"] for s in seeds]).mean(0)
+
+
+def verdict(low, high, a, b):
+    return f"{a} > {b}" if low > 0 else f"{b} > {a}" if high < 0 else "no ranking can be claimed"
+
+
+comparisons = [("sft+dpo", "sft"), ("sft+orpo", "sft"), ("sft+dpo", "sft+orpo")]
+cis = {}
+print(f"judge-score difference per question, bootstrap 95 % CI over the {len(heldout_examples)} questions")
+for a, b in comparisons:
+    for s in SEEDS:
+        cis[a, b, s] = bootstrap_ci(paired(a, b, (s,)), seed=s)
+    cis[a, b, "all"] = m, lo, hi = bootstrap_ci(paired(a, b))
+    per_seed = " ".join(f"s{s} {cis[a, b, s][0]:+.3f} [{cis[a, b, s][1]:+.3f}, {cis[a, b, s][2]:+.3f}]" for s in SEEDS)
+    print(f"  {a:>8} − {b:<8}: 3 seeds {m:+.3f} [{lo:+.3f}, {hi:+.3f}] -> {verdict(lo, hi, a, b):26} · {per_seed}")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+for ax, metric in zip(axes, ("judge_score", "concise_on_chatty")):
     plot_bars({m: table[metric][m][0] for m in METHODS}, errors={m: table[metric][m][1] for m in METHODS}, ax=ax,
               title=f"{metric} (mean ± std, 3 seeds)")
 plt.show()
-
-# %%
-by_kind = {}
 for method in METHODS:
-    flags = [tw_prefs.judge(e.category, e.key, a) for s in SEEDS
-             for e, a in zip(EVAL, runs[method, s]["answers"])]
-    by_kind[method] = {k: sum(f[k] for f in flags) / len(flags) for k in ("correct", "complete", "concise")}
-    print(f"{method:8} " + "  ".join(f"{k} {v:.1%}" for k, v in by_kind[method].items()))
-em_holds = ranking_holds(results, METHODS, SEEDS, "exact_match")
-print("exact-match ranking holds across seeds:", em_holds)
-
-# %%
-def better(metric, a, b):
-    """Is method a's mean above method b's by more than the larger of their spreads?"""
-    (ma, sa), (mb, sb) = table[metric][a], table[metric][b]
-    return "above" if ma - mb > max(sa, sb) else "below" if mb - ma > max(sa, sb) else "within the spread of"
-
-
-for metric in ("exact_match", "judge_score", "reward"):
-    print(f"{metric:12}: sft+dpo is {better(metric, 'sft+dpo', 'sft')} sft · orpo is {better(metric, 'orpo', 'sft')} sft")
-print(f"rule judge vs reward model on sft+dpo: judge win-rate {table['judge_win_vs_sft']['sft+dpo'][0]:.3f}, "
-      f"reward-model win-rate {table['rm_win_vs_sft']['sft+dpo'][0]:.3f} (0.5 = no better than SFT)")
-print(f"reward model's held-out accuracy on 'wrong' pairs (correctness): "
-      f"{(rm_margin[torch.tensor([p.kind == 'wrong' for p in heldout_prefs])] > 0).float().mean():.1%}")
+    rates = {k: sum(runs[method, s][k] for s in SEEDS) / len(SEEDS) for k in ("correct", "complete", "concise")}
+    print(f"{method:9} " + "  ".join(f"{k} {v:.1%}" for k, v in rates.items()))
 
 # %% [markdown]
-# **Reading the table.** The rows and the checks printed above are this run's numbers; `holds` says whether a
-# ranking survived all 3 seeds — where it says `False`, the seed-to-seed spread is as large as the gap between
-# methods and no ranking may be claimed. What the mechanisms predict, to compare with the printout:
+# **Reading the table** (the printouts above are this run's numbers).
 #
-# - **SFT** already produces the chosen style (complete, concise sentences): the `curt` and `rambling` rejections
-#   teach it little it has not seen. What is left is *correctness* on held-out items — a knowledge problem that
-#   preference pairs about *other* items cannot fix.
-# - **SFT → DPO**: the summed log-ratio pushes the `rambling` rejections — which *start* with the chosen sentence —
-#   down, and part of that push lands on the shared tokens and the end-of-sentence: watch the `complete` column fall
-#   (answers that run on, "Buenos…The capital of…"). This is *likelihood displacement*; the remedies are a larger β,
-#   a smaller learning rate, fewer steps, or an SFT term in the loss (trl's `rpo_alpha`).
+# - **SFT** learned the annotator's habit: `concise_on_chatty` is its defect, and the `correct` rate is the tiny
+#   model's knowledge of held-out items.
+# - **SFT+DPO** on the policy's own samples reduces the habit: `concise_on_chatty` rises on every seed, and the
+#   paired judge-score difference against SFT has a confidence interval that excludes 0. It does not teach facts:
+#   the pairs are about other items, so `correct` barely moves.
+# - **SFT+ORPO** on the same pairs and budget fixes the same defect through its NLL on the chosen answers plus the
+#   odds-ratio term.
+# - **DPO vs ORPO**: read the last comparison line. Where its interval covers 0 the printout says *no ranking can be
+#   claimed* — the gap is smaller than these questions and 3 seeds can resolve, and a leaderboard built on it would
+#   be noise; where it excludes 0, the ranking holds for this budget and these pairs, not in general. A per-seed
+#   `holds: False` shows how much a single-seed comparison can mislead.
 
 # %% [markdown]
-# - **Two judges disagree.** The reward model cannot check facts well (its accuracy on `wrong` pairs is printed
-#   above), so it can score a policy up while the rule judge scores it down — why a policy is evaluated by a judge
-#   it never trained against, and by more than one.
-# - **ORPO** must learn format and preference in one stage from the base within the same number of steps, each step
-#   seeing 4 pairs where an SFT step sees 16 examples: at this budget expect it to lag SFT (the table says by how
-#   much); its claim is one stage and no reference model, not more from less data.
+# Try it: rerun §3 with `DPO_LR = 2e-4` or three times the steps, and watch `complete` and the reward accuracy —
+# the loss keeps improving; does the behaviour?
 
 # %% [markdown]
-# ## 4. MT-Bench and AlpacaEval on the `a100` profile (wired, not run here)
+# ## 7. MT-Bench and AlpacaEval on the `a100` profile (wired, not run here)
 #
 # Open-ended benchmarks need a strong judge model (GPT-4-class) and the network, so CI does not run them. The code
 # path is the same as above: `answer(model, tokenizer, ...)` on the benchmark's questions, written in the format the

@@ -9,16 +9,17 @@
 # # Day 6 · 2 — Rejection sampling (best-of-n) with a reward model
 #
 # The cheapest way to use a reward model: sample n answers per prompt from the policy, keep the one the reward model
-# likes best. No gradient, no RL — just n times the generation cost (and n reward-model passes). This notebook
+# likes best. No gradient, no RL — n times the generation cost (and n reward-model passes). Whether it helps depends
+# entirely on the reward model, so this notebook runs it under two:
 #
-# 1. samples 16 answers per held-out question from an SFT policy (temperature 1);
-# 2. keeps the reward model's best of the first n = 1, 4, 16 and measures what that buys — mean reward, the rule
-#    judge's score and win-rate against plain sampling (n = 1), exact match — and what it costs in forward passes;
-# 3. runs **one round of rejection-sampling fine-tuning**: best-of-16 answers to *training* questions become new
-#    SFT data, and we measure the policy before and after (against the same round on unselected samples).
+# 1. a **decent proxy** with a known accuracy: the gold score (the rule judge) plus Gaussian noise — the regime
+#    best-of-n is used in, where the gold score should rise with n and then level off;
+# 2. a **blind** reward model: notebook 1's kind of learned judge, a linear Bradley–Terry head on frozen base
+#    features, which is good at format and near chance at facts — the regime where selection exploits the blind spot;
+# 3. **one round of rejection-sampling fine-tuning**: best-of-16 answers to *training* questions become SFT data,
+#    measured before and after, against the same round on unselected samples.
 #
-# The reward model is notebook 1's (a linear Bradley–Terry head on frozen base features); the rule judge is a
-# held-out judge that neither the policy nor the selection ever sees.
+# The gold score is the rule judge (0–3: correct + complete + concise); the blind reward model never sees it.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -56,12 +57,20 @@ t0 = time.perf_counter()
 reward_model, rm_loss = fit_reward_model(load_base(profile), tokenizer, train_prefs)
 print(f"reward model: final Bradley–Terry loss {rm_loss:.3f} ({time.perf_counter() - t0:.1f} s)")
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "given_policy", "locked": true, "schema_version": 3, "solution": false, "task": false}
 SFT_STEPS, SFT_LR = 50, 1.2e-3
+
+
+def sft_policy(seed):
+    """The shipped base fine-tuned on the training examples with this seed -> (model, per-step losses)."""
+    torch.manual_seed(seed)
+    return train_sft(load_base(profile), tokenizer, train_examples, lora=None, max_steps=SFT_STEPS,
+                     learning_rate=SFT_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+
+
+# %%
 t0 = time.perf_counter()
-torch.manual_seed(0)
-policy, sft_losses = train_sft(load_base(profile), tokenizer, train_examples, lora=None, max_steps=SFT_STEPS,
-                               learning_rate=SFT_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=0)
+policy, sft_losses = sft_policy(0)
 print(f"SFT policy: {SFT_STEPS} steps, loss {sft_losses[0]:.3f} -> {sft_losses[-1]:.3f} ({time.perf_counter() - t0:.1f} s)")
 
 # %% [markdown]
@@ -70,9 +79,9 @@ print(f"SFT policy: {SFT_STEPS} steps, loss {sft_losses[0]:.3f} -> {sft_losses[-
 # One batched call samples every question 16 times (`course.generation.generate` with `do_sample=True`); the
 # reward model scores all of them. `samples[p][k]` is the k-th sample for question p, `rewards` is `(P, 16)`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "given_sampling", "locked": true, "schema_version": 3, "solution": false, "task": false}
 N_MAX, TEMPERATURE = 16, 1.0
-questions = heldout_examples[::4]                                    # every fourth held-out question (count printed)
+questions = heldout_examples[::2]                                    # every second held-out question (count printed)
 
 
 def sample_and_score(model, examples, n, seed=0):
@@ -86,6 +95,7 @@ def sample_and_score(model, examples, n, seed=0):
     return samples, rewards, lengths
 
 
+# %%
 t0 = time.perf_counter()
 samples, rewards, lengths = sample_and_score(policy, questions, N_MAX)
 print(f"{len(questions)} questions × {N_MAX} samples in {time.perf_counter() - t0:.1f} s; rewards {tuple(rewards.shape)}")
@@ -119,6 +129,8 @@ assert best_of_n(_r, 1).tolist() == [0, 0, 0], "n = 1 is plain sampling: the fir
 assert best_of_n(_r, 2).tolist() == [1, 0, 0], "only samples 0..n-1 compete"
 ### BEGIN HIDDEN TESTS
 assert best_of_n(_r, 3).tolist() == [1, 0, 2]
+assert best_of_n(torch.tensor([[1.0, 1.0, 0.0]]), 3).tolist() == [0], "a tie keeps the first sample"
+assert best_of_n(torch.tensor([[-1e30, -1e31, -1e32]]), 3).tolist() == [0], "all very negative: still a max"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -142,6 +154,11 @@ _len = torch.tensor([[3, 5, 2], [4, 4, 1]])
 assert forward_passes(_len, 1) == {"policy": (3 + 1) + (4 + 1), "reward_model": 2}, \
     "n = 1: each prompt's first sample — its tokens plus one prefill pass — and one reward-model pass each"
 assert forward_passes(_len, 3) == {"policy": 25, "reward_model": 6}, "n = 3: all six samples, 19 tokens + 6 prefills"
+### BEGIN HIDDEN TESTS
+_z = forward_passes(torch.zeros(2, 3, dtype=torch.long), 2)
+assert _z == {"policy": 4, "reward_model": 4}, "an empty sample still costs its prefill and a reward-model pass"
+assert all(type(v) is int for v in _z.values()), "return Python ints"
+### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "forward_passes__grows_with_n", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _c = {n: forward_passes(lengths, n) for n in (1, 4, 16)}
@@ -153,110 +170,175 @@ assert _c[16]["policy"] == int(lengths.sum()) + lengths.numel()
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 2. What best-of-n buys
+# ## 2. Two reward models
 #
-# For n = 1, 4, 16: the kept sample's reward, the rule judge's 0–3 score, the judge's win-rate against plain
-# sampling (n = 1; ties count ½), exact match, and the cost relative to n = 1. Greedy decoding is printed for scale.
+# The **gold** score of every sample is the rule judge's. The **proxy** is gold plus noise of standard deviation
+# σ, drawn once per sample: for two samples whose gold differs by one point it orders them correctly with probability
+# Φ(1 / (σ√2)) — a reward model of *known* accuracy, printed below beside the rate measured on these samples. The
+# **blind** model is the frozen-feature Bradley–Terry head fitted above.
+
+# %% nbgrader={"grade": false, "grade_id": "given_reward_models", "locked": true, "schema_version": 3, "solution": false, "task": false}
+SIGMA = 1.0
+
+
+def judge_scores(examples, responses):
+    """(N,) float: the rule judge's 0–3 score of each response (the gold score)."""
+    return torch.tensor([tw_prefs.judge_score(e.category, e.key, r) for e, r in zip(examples, responses)], dtype=torch.float)
+
+
+def gold_matrix(examples, samples):
+    """(P, N) gold scores of samples[p][k]."""
+    return torch.stack([judge_scores([e] * len(s), s) for e, s in zip(examples, samples)])
+
+
+def proxy_rewards(gold, sigma=SIGMA, seed=0):
+    """Gold + N(0, σ²) noise, one draw per sample: a reward model with a known error rate."""
+    return gold + sigma * torch.randn(gold.shape, generator=torch.Generator().manual_seed(seed))
+
+
+def pairwise_accuracy(rm, gold):
+    """Over all same-prompt sample pairs with different gold: the fraction the reward model orders like gold."""
+    dg = gold[:, :, None] - gold[:, None, :]
+    dr = rm[:, :, None] - rm[:, None, :]
+    keep = dg > 0
+    return ((dr > 0) & keep).sum().item() / max(keep.sum().item(), 1)
+
 
 # %%
-def judge_scores(examples, responses):
-    return torch.tensor([tw_prefs.judge_score(e.category, e.key, r) for e, r in zip(examples, responses)], dtype=torch.float)
+gold = gold_matrix(questions, samples)
+proxy = proxy_rewards(gold)
+normal = torch.distributions.Normal(0.0, 1.0)
+print(f"proxy (σ = {SIGMA}): predicted accuracy at a one-point gold gap {normal.cdf(torch.tensor(1 / (SIGMA * 2 ** 0.5))):.1%}; "
+      f"measured over all pairs with different gold {pairwise_accuracy(proxy, gold):.1%}")
+print(f"blind reward model: measured over the same pairs {pairwise_accuracy(rewards, gold):.1%}")
+print(f"gold of a random sample {gold.mean():.3f}; of the best sample per question (the ceiling at n = 16) "
+      f"{gold.max(1).values.mean():.3f}")
+
+# %% [markdown]
+# ## 3. What best-of-n buys, under each reward model
+#
+# For n = 1, 2, 4, 8, 16: the kept sample's gold score (mean over questions), its exact match, the gold win-rate
+# against plain sampling (n = 1; ties count ½), and the cost relative to n = 1. Greedy decoding is printed for scale.
+
+# %% nbgrader={"grade": false, "grade_id": "given_curves", "locked": true, "schema_version": 3, "solution": false, "task": false}
+NS = (1, 2, 4, 8, 16)
 
 
 def win_rate(a, b):
     return ((a > b).float() + 0.5 * (a == b).float()).mean().item()
 
 
-plain = None
-bon = {}
-for n in (1, 4, 16):
-    idx = best_of_n(rewards, n)
-    kept = [samples[p][i] for p, i in enumerate(idx.tolist())]
-    js = judge_scores(questions, kept)
-    plain = js if n == 1 else plain
-    cost = forward_passes(lengths, n)
-    bon[n] = {"reward": rewards[torch.arange(len(idx)), idx].mean().item(), "judge": js.mean().item(),
-              "win_vs_n1": win_rate(js, plain), "exact_match": tasks.exact_match(questions, kept),
-              "policy_passes": cost["policy"], "rm_passes": cost["reward_model"]}
-greedy = answer(policy, tokenizer, questions)
-print(f"{'':8}{'reward':>8}{'judge':>8}{'win vs n=1':>12}{'exact':>8}{'policy passes':>15}{'RM passes':>11}")
-for n, r in bon.items():
-    print(f"n = {n:<4}{r['reward']:>8.3f}{r['judge']:>8.3f}{r['win_vs_n1']:>12.3f}{r['exact_match']:>8.3f}"
-          f"{r['policy_passes']:>15,}{r['rm_passes']:>11,}")
-gj = judge_scores(questions, greedy)
-print(f"{'greedy':8}{reward_model.score([e.instruction for e in questions], greedy).mean():>8.3f}{gj.mean():>8.3f}"
-      f"{win_rate(gj, plain):>12.3f}{tasks.exact_match(questions, greedy):>8.3f}")
-print(f"cost of n = 16 over n = 1: {bon[16]['policy_passes'] / bon[1]['policy_passes']:.1f}× policy passes, "
-      f"{bon[16]['rm_passes'] // bon[1]['rm_passes']}× reward-model passes")
+def best_of_n_curve(rm, gold, samples, questions, ns=NS):
+    """{n: gold, exact match and win-rate vs n = 1 of the sample the reward model keeps}."""
+    out, plain = {}, None
+    for n in ns:
+        idx = best_of_n(rm, n)
+        g = gold[torch.arange(len(idx)), idx]
+        plain = g if plain is None else plain
+        kept = [samples[p][i] for p, i in enumerate(idx.tolist())]
+        out[n] = {"gold": g.mean().item(), "exact_match": tasks.exact_match(questions, kept),
+                  "win_vs_n1": win_rate(g, plain), "rm": rm[torch.arange(len(idx)), idx].mean().item()}
+    return out
+
 
 # %%
-ns = list(bon)
+curves = {"proxy": best_of_n_curve(proxy, gold, samples, questions),
+          "blind": best_of_n_curve(rewards, gold, samples, questions)}
+print(f"{'':7}" + "".join(f"{'gold ' + k:>12}{'exact':>7}{'win':>7}" for k in curves) + f"{'policy passes':>15}{'RM passes':>11}")
+for n in NS:
+    cost = forward_passes(lengths, n)
+    print(f"n = {n:<3}" + "".join(f"{c[n]['gold']:>12.3f}{c[n]['exact_match']:>7.3f}{c[n]['win_vs_n1']:>7.3f}"
+                                  for c in curves.values()) + f"{cost['policy']:>15,}{cost['reward_model']:>11,}")
+greedy = answer(policy, tokenizer, questions)
+print(f"greedy gold {judge_scores(questions, greedy).mean():.3f}, exact {tasks.exact_match(questions, greedy):.3f}")
+c1, c16 = forward_passes(lengths, 1), forward_passes(lengths, 16)
+print(f"cost of n = 16 over n = 1: {c16['policy'] / c1['policy']:.1f}× policy passes, "
+      f"{c16['reward_model'] // c1['reward_model']}× reward-model passes")
+for name, c in curves.items():
+    print(f"{name:6} gold n=1 -> n=16: {c[1]['gold']:.3f} -> {c[16]['gold']:.3f} ({c[16]['gold'] - c[1]['gold']:+.3f}); "
+          f"gain of the last doubling (8 -> 16): {c[16]['gold'] - c[8]['gold']:+.3f}")
+
+# %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-plot_curves({"reward model (kept sample)": (ns, [bon[n]["reward"] for n in ns])}, ax=axes[0], xlabel="n",
-            ylabel="reward", title="best-of-n: the selection score")
-plot_curves({"rule judge score": (ns, [bon[n]["judge"] for n in ns]),
-             "exact match × 3": (ns, [3 * bon[n]["exact_match"] for n in ns])}, ax=axes[1], xlabel="n",
-            ylabel="held-out judge", title="best-of-n: judges it never saw")
+plot_curves({f"{k}: gold of the kept sample": (list(NS), [c[n]["gold"] for n in NS]) for k, c in curves.items()},
+            ax=axes[0], xlabel="n", ylabel="gold (rule judge, 0–3)", title="best-of-n: the true score")
+plot_curves({f"{k}: its own score": (list(NS), [c[n]["rm"] for n in NS]) for k, c in curves.items()},
+            ax=axes[1], xlabel="n", ylabel="reward-model score", title="best-of-n: the selection score")
 for ax in axes:
     ax.set_xscale("log", base=2)
 plt.show()
 
 # %% [markdown]
-# The reward of the kept sample rises with n by construction (a max over more draws). Whether the *held-out*
-# judge agrees is the real question — compare the `reward` and `judge` columns. When the reward climbs while the
-# judge's score and win-rate fall, the selection is exploiting the reward model's blind spot: this one is strong on
-# format and weak on facts (notebook 1 printed its accuracy on `wrong` pairs), so the more samples it chooses
-# from, the more likely it finds a fluent *wrong* answer it scores above a right one. That is reward
-# over-optimisation (Goodhart) in miniature, and the reason best-of-n is reported against an independent judge.
-# The cost grows linearly in n at inference time, for every query — the motivation for distilling the selection
-# back into the weights:
+# **Reading it.** Each reward model's own score of the kept sample rises with n by construction — a max over more
+# draws. The gold score is the real question:
 #
-# ## 3. One round of rejection-sampling fine-tuning
+# - under the **decent proxy**, gold rises with n, fast at first, and the last doubling buys less than the first:
+#   it approaches the ceiling (the best sample's gold), and the noise decides among near-ties. This is the regime in
+#   which best-of-n and rejection sampling are used;
+# - under the **blind** reward model, the selection exploits what it cannot see: it is strong on format and weak on
+#   facts, so more draws find more fluent *wrong* answers scored above right ones, and gold does not follow its score.
 #
-# Best-of-16 answers to 48 *training* questions become SFT data; the policy trains on them for 20 steps. Control:
-# the same round on the first (unselected) sample of each question, so that any gain can be credited to the
-# selection rather than to the extra steps. Measured on all 219 held-out questions, greedy.
+# Gao et al. (2023) measure the same shape against KL from the policy (best-of-n's KL is
+# log n − (n−1)/n): gold rises, then bends over as the proxy is over-optimised. The cost grows linearly in n for
+# every query at inference time — the motivation for distilling the selection into the weights:
+
+# %% [markdown]
+# ## 4. One round of rejection-sampling fine-tuning
+#
+# Best-of-16 answers to a set of *training* questions (the count is printed) become SFT data; the policy trains on
+# them for about two epochs at a small learning rate (more, on so few answers, overfits them). Selection by the proxy, by the blind model, and a control: the same round on the first
+# (unselected) sample of each question, so that a gain can be credited to the selection rather than to the extra
+# steps. Measured on all held-out questions, greedy, by gold.
 
 # %%
-ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = train_examples[::10][:48], 20, 3e-4
+ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = train_examples[::6][:96], 12, 1e-4
 t0 = time.perf_counter()
-r_samples, r_rewards, _ = sample_and_score(policy, ROUND_QUESTIONS, N_MAX, seed=1)
-best_idx = best_of_n(r_rewards, N_MAX)
+r_samples, r_blind, _ = sample_and_score(policy, ROUND_QUESTIONS, N_MAX, seed=1)
+r_proxy = proxy_rewards(gold_matrix(ROUND_QUESTIONS, r_samples), seed=1)
 
 
 def as_examples(responses):
     return [tasks.Example(e.instruction, "", r, e.category, e.key) for e, r in zip(ROUND_QUESTIONS, responses)]
 
 
-datasets_ = {"best-of-16": as_examples([r_samples[p][i] for p, i in enumerate(best_idx.tolist())]),
+def kept(rm):
+    return as_examples([r_samples[p][i] for p, i in enumerate(best_of_n(rm, N_MAX).tolist())])
+
+
+datasets_ = {"best-of-16 proxy": kept(r_proxy), "best-of-16 blind": kept(r_blind),
              "first sample": as_examples([s[0] for s in r_samples])}
 
 
 def heldout_report(model):
     a = answer(model, tokenizer, heldout_examples)
-    return {"exact_match": tasks.exact_match(heldout_examples, a),
-            "judge": judge_scores(heldout_examples, a).mean().item(),
-            "reward": reward_model.score([e.instruction for e in heldout_examples], a).mean().item()}
+    return {"exact_match": tasks.exact_match(heldout_examples, a), "gold": judge_scores(heldout_examples, a).mean().item()}
 
 
 round_results = {"before": heldout_report(policy)}
 for name, data in datasets_.items():
-    print(f"{name:13} data: judge {judge_scores(ROUND_QUESTIONS, [d.response for d in data]).mean():.3f}, "
+    print(f"{name:17} data ({len(data)} answers): gold {judge_scores(ROUND_QUESTIONS, [d.response for d in data]).mean():.3f}, "
           f"exact {tasks.exact_match(ROUND_QUESTIONS, [d.response for d in data]):.3f}")
     m, _ = train_sft(copy.deepcopy(policy), tokenizer, data, lora=None, max_steps=ROUND_STEPS, learning_rate=ROUND_LR,
                      batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=0)
     round_results["after " + name] = heldout_report(m)
-print(f"(round: {time.perf_counter() - t0:.1f} s)\n{'held-out, greedy':22}{'exact':>8}{'judge':>8}{'reward':>8}")
+print(f"(round: {time.perf_counter() - t0:.1f} s)\n{'held-out (' + str(len(heldout_examples)) + '), greedy':24}{'exact':>8}{'gold':>8}")
 for k, r in round_results.items():
-    print(f"{k:22}{r['exact_match']:>8.3f}{r['judge']:>8.3f}{r['reward']:>8.3f}")
-gain = {k: round_results["after " + k]["judge"] - round_results["before"]["judge"] for k in datasets_}
-print(f"judge change: best-of-16 data {gain['best-of-16']:+.3f}, unselected data {gain['first sample']:+.3f} -> "
-      f"selection {'helped' if gain['best-of-16'] > gain['first sample'] else 'did not help'} in this run")
+    print(f"{k:24}{r['exact_match']:>8.3f}{r['gold']:>8.3f}")
+gain = {k: round_results["after " + k]["gold"] - round_results["before"]["gold"] for k in datasets_}
+print("gold change after the round: " + ", ".join(f"{k} {v:+.3f}" for k, v in gain.items()))
+print(f"selection by the proxy {'beat' if gain['best-of-16 proxy'] > gain['first sample'] else 'did not beat'} the "
+      f"unselected control; the blind selection {'beat' if gain['best-of-16 blind'] > gain['first sample'] else 'did not beat'} it")
 
 # %% [markdown]
+# **Reading it.** The data rows say what each selection hands to SFT; the held-out rows say what one round made of
+# it, and the last line whether the selection beat the extra steps alone. A round is only as good as its selector —
+# with the blind one it distils the blind spot into the weights — and it competes with greedy decoding, which
+# already beats a random sample (compare the greedy line of §3 with n = 1).
+#
 # **Interview answers this notebook backs with numbers**
 # - *What does best-of-n cost?* n generations and n reward-model passes per query, every time (table above);
 #   the gain in the reward model's score is guaranteed, the gain by an independent judge is not.
 # - *Rejection sampling vs RL?* One round of "sample, keep the best, fine-tune" (expert iteration, as in Llama 2's
-#   RLHF) moves the policy toward what the selection prefers with plain SFT machinery; compare the two rows above
-#   to see how much the *selection* contributed beyond more training steps.
+#   RLHF) moves the policy toward what the selection prefers with plain SFT machinery — toward the reward model's
+#   taste, blind spots included; compare each selected row with the control row to see what the *selection*
+#   contributed beyond more training steps.
