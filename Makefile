@@ -13,7 +13,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TRL_EXPERIMENTAL_SILENCE := 1
 
-.PHONY: venv models test-latest lab lab-setup gradebook formgrader browser-deps test test-fast build check-build clean help
+.PHONY: venv models test-latest lab lab-setup gradebook formgrader browser-deps sandbox-tool test test-fast build check-build clean help
 
 help:
 	@echo "make lab        create .venv, install everything, register the gradebook, start JupyterLab on the repo root"
@@ -71,6 +71,20 @@ check-build: venv
 PYTEST_JOBS ?= 2
 PYTEST_XDIST = -n $(PYTEST_JOBS) --dist worksteal
 
+# `course grade` runs each student's notebook in a bubblewrap sandbox, and the grading tests need it: install it
+# (root with apt-get, as on a fresh CI machine) or stop with the command to run. Never skipped.
+BWRAP_INSTALL := apt-get install -y bubblewrap
+sandbox-tool:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing bubblewrap (the grading sandbox)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(BWRAP_INSTALL) -qq >/dev/null; \
+	  else \
+	    echo "the grading sandbox needs bubblewrap: sudo $(BWRAP_INSTALL)  (Fedora: sudo dnf install -y bubblewrap)"; \
+	    exit 1; \
+	  fi; }
+	@command -v bwrap >/dev/null 2>&1 || { echo "bubblewrap did not install: sudo $(BWRAP_INSTALL)"; exit 1; }
+
 # The browser tests (tests/test_browser.py) drive Debian's chromium + chromium-driver: installed here when
 # missing (as root), otherwise make stops with the install command. Never a silent skip.
 CHROMIUM_INSTALL := apt-get update && apt-get install -y chromium chromium-driver
@@ -81,10 +95,10 @@ browser-deps:
 		DEBIAN_FRONTEND=noninteractive sh -c '$(CHROMIUM_INSTALL)' >/dev/null; \
 	else echo "The browser tests need Chromium: sudo sh -c '$(CHROMIUM_INSTALL)'"; exit 1; fi
 
-test: venv models browser-deps
+test: venv models browser-deps sandbox-tool
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
 
-test-fast: venv models
+test-fast: venv models sandbox-tool
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
 
 # Version drift: a separate venv with the newest fast-moving libraries (torch stays pinned); prints what broke.

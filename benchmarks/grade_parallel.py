@@ -1,5 +1,6 @@
-"""Grade 40 submissions of the sample assignment with --jobs 1 and --jobs 2; print wall times, their ratio and
-whether the two grade sheets are identical.
+"""Grade 40 submissions of the sample assignment three ways — sandboxed --jobs 1, sandboxed --jobs 2, unsandboxed
+--jobs 1 — and print wall times, the sandbox's cost per student, the --jobs speed-up and whether the grade sheets
+are identical.
 
     .venv/bin/python benchmarks/grade_parallel.py [--students 40] [--jobs 2]
 
@@ -63,30 +64,38 @@ def main() -> int:
     from course.authoring.grade import grade_class
     from course.authoring.layout import Layout
 
+    loads = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="grade-bench-") as tmp:
         tmp = Path(tmp)
         base = Layout.under(tmp, solutions=SAMPLE / "solutions")
         build.build(base, [DAY], log=lambda *a: None)
         kinds = make_class(base, tmp / "class", args.students)
         sheets, times = {}, {}
-        for jobs in (1, args.jobs):
-            layout = Layout(base.solutions, base.lessons, tmp / f"autograder-j{jobs}", tmp / "ws")
+        runs = [("sandbox", 1), ("sandbox", args.jobs), ("no-sandbox", 1)]
+        for mode, jobs in runs:
+            layout = Layout(base.solutions, base.lessons, tmp / f"autograder-{mode}-j{jobs}", tmp / "ws")
             t0 = time.perf_counter()
-            rep = grade_class(layout, DAY, tmp / "class", jobs=jobs, timeout=30, feedback=True, progress=True)
-            times[jobs] = time.perf_counter() - t0
-            sheets[jobs] = rep.csv_path.read_text()
+            rep = grade_class(layout, DAY, tmp / "class", jobs=jobs, timeout=30, feedback=True, progress=True,
+                              sandbox=mode == "sandbox")
+            times[mode, jobs] = time.perf_counter() - t0
+            loads.append(os.getloadavg()[0])
+            sheets[mode, jobs] = rep.csv_path.read_text()
             graded = sum(s.status == "graded" for s in rep.students)
             full = sum(s.status == "graded" and s.score == s.max_score for s in rep.students)
-            print(f"--jobs {jobs}: {times[jobs]:.1f} s for {len(rep.students)} submissions "
-                  f"({graded} graded, {full} full marks, feedback included)", flush=True)
+            print(f"{mode} --jobs {jobs}: {times[mode, jobs]:.1f} s for {len(rep.students)} submissions "
+                  f"({graded} graded, {full} full marks, feedback included); load average {loads[-1]:.1f}",
+                  flush=True)
         refs = sum(k == "reference" for k in kinds.values())
-        ratio = times[1] / times[args.jobs]
-        same = sheets[1] == sheets[args.jobs]
+        n = args.students
+        sb1, sbj, ns1 = times["sandbox", 1], times["sandbox", args.jobs], times["no-sandbox", 1]
+        same = len({sheets[r] for r in runs}) == 1
         print(f"machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
-              f"load average {os.getloadavg()[0]:.1f} at the end; Python {sys.version.split()[0]}")
-        print(f"class: {args.students} submissions ({refs} reference, the rest blank or with one planted bug)")
-        print(f"wall time --jobs 1 / --jobs {args.jobs} = {times[1]:.1f} s / {times[args.jobs]:.1f} s = {ratio:.2f}x")
-        print(f"grades identical: {'yes' if same else 'NO'}")
+              f"load average (1 min) {min(loads):.1f}–{max(loads):.1f} during the runs; Python {sys.version.split()[0]}")
+        print(f"class: {n} submissions of 2 notebooks ({refs} reference, the rest blank or with one planted bug)")
+        print(f"per student, --jobs 1: sandboxed {sb1 / n:.2f} s, unsandboxed {ns1 / n:.2f} s: the sandbox adds "
+              f"{100 * (sb1 / ns1 - 1):+.1f} %")
+        print(f"sandboxed wall time --jobs 1 / --jobs {args.jobs} = {sb1:.1f} s / {sbj:.1f} s = {sb1 / sbj:.2f}x")
+        print(f"grades identical (all three runs): {'yes' if same else 'NO'}")
         return 0 if same else 1
 
 

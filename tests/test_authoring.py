@@ -312,7 +312,8 @@ def test_huge_outputs_are_cut(graded):
     assert rows["hugo_huge"]["score"] == "7"
     out = layout.autograder / "autograded" / "hugo_huge" / DAY / "01_basics.ipynb"
     assert out.stat().st_size < 1_000_000
-    assert (layout.autograder / "feedback" / "hugo_huge" / DAY / "01_basics.html").stat().st_size < 2_000_000
+    # (the page inlines MathJax for offline math, ~1.5 MB of script: count its visible text)
+    assert len(html_text(layout.autograder / "feedback" / "hugo_huge" / DAY / "01_basics.html")) < 1_000_000
 
 
 @pytest.mark.slow

@@ -59,3 +59,67 @@ def test_benchmark_prints_ratio():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ratio from-scratch / peft:" in out.stdout
     assert "trainable 155,648 (scratch) vs 155,648 (peft)" in out.stdout
+
+
+@pytest.mark.slow
+def test_nf4_argmin_differs_from_bitsandbytes_only_at_exact_midpoints():
+    """nb3's claim, on 2^26 weights: the midpoint rule (the reference) equals bnb's codes everywhere; an argmin
+    |x − level| version differs only where a scaled weight sits exactly on a float32 midpoint, about 1 in 10^7."""
+    import bitsandbytes.functional as F
+
+    ns = solution_namespace(NF4_SRC, {"quantize_blockwise"}, "import torch\n")
+    lv = F.get_4bit_type("nf4", device="cpu")
+    mid = (lv[1:] + lv[:-1]) / 2
+    argmin_up = (mid[:, None] - lv[None]).abs().argmin(1) != torch.arange(15)    # midpoints argmin sends up
+    g = torch.Generator().manual_seed(3)
+    total = wrong = 0
+    for _ in range(8):
+        w = torch.randn(2**23, generator=g) * 0.02
+        p, _ = F.quantize_4bit(w, blocksize=64, quant_type="nf4")
+        flat = p.reshape(-1)
+        bnb = torch.stack([flat >> 4, flat & 0xF], 1).reshape(-1)
+        assert torch.equal(ns["quantize_blockwise"](w, lv)[0], bnb)
+        b = w.reshape(-1, 64)
+        x = (b * (1.0 / b.abs().max(1).values[:, None])).reshape(-1)
+        on = torch.isin(x, mid)
+        wrong += int(argmin_up[torch.searchsorted(mid, x[on])].sum())
+        total += w.numel()
+    assert argmin_up.any()
+    assert 0 < wrong and total / wrong > 1e6, (wrong, total)      # rare, but real
+
+
+@pytest.mark.slow
+def test_memory_calculator_matches_real_small_model_in_nf4(small_profile):
+    """#13: the calculator's QLoRA weight bytes vs what SmolLM2-135M really holds in NF4 + double quant: within 5 %."""
+    from course import memory as M
+    from course.loading import load_base
+
+    model = load_base(small_profile, quantize=True)
+    measured = M.measured_weight_bytes(model)
+    estimated = M.weight_bytes(M.model_spec(small_profile.model), "qlora", weight_dtype="fp32", double_quant=True)
+    assert abs(estimated - measured) / measured < 0.05, (estimated, measured)
+    assert measured < 0.5 * M.weight_bytes(M.model_spec(small_profile.model), "full", weight_dtype="fp32")
+
+
+LORA_SRC = SOLUTIONS / DAY / "02_lora_from_scratch.py"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lora_vs_full_finetune_outcome(seed):
+    """nb2 §5 on each seed: LoRA on the projections alone stays far from full FT at this budget; with the embeddings
+    and LM head trainable LoRA r=8 matches it (within 0.15 nats of held-out loss)."""
+    from course.loading import load_base, load_tokenizer
+    from course.notebook import quiet
+
+    quiet()
+    prelude = ("import math\nimport torch\nfrom torch import nn\nfrom course.notebook import progress\n"
+               "TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')\n")
+    ns = solution_namespace(LORA_SRC, {"lora_linear", "inject_lora", "given_train_loop", "given_lora_vs_full"}, prelude,
+                            profile="tiny", tok=load_tokenizer("tiny"), load_base=load_base)
+    full, n_full, b_full = ns["finetune"]("full", seed=seed)
+    lora, n_lora, b_lora = ns["finetune"]("lora", 8, seed=seed)
+    emb, _, _ = ns["finetune"]("lora+embeddings", 8, seed=seed)
+    assert lora > full + 2.0, (lora, full)
+    assert abs(emb - full) < 0.15, (emb, full)
+    assert n_lora < 0.1 * n_full and b_lora < 0.1 * b_full

@@ -42,6 +42,52 @@ def test_closed_form_optimum_beats_random_policies_and_implies_the_reward():
         assert torch.allclose(diff, diff[:, :1].expand_as(diff), atol=1e-9)      # r up to a per-prompt constant
 
 
+def test_reference_derivation_is_stable_at_the_extremes():
+    """float32, r/β far beyond exp's range; zero-probability responses: finite, and equal to torch's own KL."""
+    ns = solution_namespace(DERIVATION, {"rlhf_objective", "optimal_policy"}, PRELUDE)
+    pi = ns["optimal_policy"](torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 0.0]]), 0.01)
+    assert torch.isfinite(pi).all() and torch.allclose(pi, torch.tensor([[1.0, 0.0]]))   # the issue: [nan, 0]
+    g = torch.Generator().manual_seed(8)
+    ref = torch.softmax(torch.randn(5, 7, generator=g), -1)
+    r = 100 * torch.randn(5, 7, generator=g)
+    for beta in (1e-4, 0.01, 1.0, 1e4):
+        got = ns["optimal_policy"](ref, r, beta)
+        exact = torch.softmax(ref.double().log() + r.double() / beta, -1).float()
+        assert torch.isfinite(got).all() and torch.allclose(got, exact, atol=1e-6), beta
+    p = torch.softmax(torch.randn(5, 7, generator=g), -1)
+    p[:, :3] = 0.0
+    p = p / p.sum(-1, keepdim=True)
+    for dtype in (torch.float32, torch.float64):
+        pp, qq, rr = p.to(dtype), ref.to(dtype), r.to(dtype)
+        kl = torch.distributions.kl_divergence(torch.distributions.Categorical(probs=pp),
+                                               torch.distributions.Categorical(probs=qq))
+        J = ns["rlhf_objective"](pp, qq, rr, 0.3)
+        assert torch.isfinite(J).all() and torch.allclose(J, (pp * rr).sum(-1) - 0.3 * kl, atol=1e-4)
+
+
+def test_deterministic_preferences_break_dpo_not_ipo():
+    """nb1 §8: with always-won pairs DPO's gap keeps growing at any β; IPO's settles at (2/3)/(2β); a never-compared
+    response is not pinned to π*."""
+    import torch.nn.functional as F
+
+    ns = solution_namespace(DERIVATION, {"given_fit_pairwise", "optimal_policy"}, PRELUDE)
+    fit = ns["fit_pairwise"]
+    ref = torch.full((1, 3), 1 / 3, dtype=torch.float64)
+    wins = torch.zeros(1, 3, 3, dtype=torch.float64)
+    wins[0, 0, 1] = wins[0, 1, 2] = wins[0, 0, 2] = 50.0
+    gap = lambda p: (p[0, 0].log() - p[0, 1].log()).item()             # noqa: E731
+    for b in (0.2, 2.0):                                                # other β than the notebook's
+        dpo = [gap(fit(wins, ref, lambda d, b=b: -F.logsigmoid(b * d), n)) for n in (100, 1000)]
+        ipo = [gap(fit(wins, ref, lambda d, b=b: (d - 1 / (2 * b)) ** 2, n)) for n in (100, 1000)]
+        assert dpo[1] > dpo[0] + 1.0
+        assert abs(ipo[1] - 2 / 3 / (2 * b)) < 1e-3 and abs(ipo[0] - ipo[1]) < 1e-2
+    part = torch.zeros(1, 3, 3, dtype=torch.float64)
+    part[0, 0, 1], part[0, 1, 0] = 70.0, 30.0
+    p = fit(part, ref, lambda d: -F.logsigmoid(0.3 * d), 500)
+    p_star = ns["optimal_policy"](ref, torch.tensor([[1.0, 0.0, 3.0]], dtype=torch.float64), 0.3)
+    assert p[0, 2] < ref[0, 2] < p_star[0, 2]
+
+
 # ---------------------------------------------------------------- notebooks 2 and 3: equal to trl
 
 @pytest.fixture(scope="module")
@@ -129,7 +175,41 @@ def test_reference_orpo_equals_trl(tiny, lam):
     ns = solution_namespace(ORPO, {"given_logprobs", "log_odds", "odds_ratio_loss", "orpo_loss", "orpo_batch_loss"},
                             PRELUDE)
     with torch.no_grad():
-        loss, metrics = ns["orpo_batch_loss"](model, batch, lam)
+        loss, metrics = ns["orpo_batch_loss"](model, batch, lam, nll_over="prompt+response")
+        paper_loss, paper_metrics = ns["orpo_batch_loss"](model, batch, lam)
+        logits = model(input_ids=batch["chosen_input_ids"], attention_mask=batch["chosen_attention_mask"]).logits
     assert abs(loss.item() - expected_loss.item()) < 1e-5
     for k in ("nll_loss", "log_odds_ratio", "log_odds_chosen"):
         assert abs(metrics[k] - expected["eval_" + k]) < 1e-5, k
+    # the paper's L_SFT: trl's loss with the NLL over the response tokens only
+    lab = batch["chosen_labels"]
+    resp_nll = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), lab[:, 1:].flatten(), ignore_index=-100)
+    assert abs(paper_metrics["nll_loss"] - resp_nll.item()) < 1e-5
+    assert abs(paper_loss.item() - (expected_loss.item() - expected["eval_nll_loss"] + resp_nll.item())) < 1e-5
+    assert abs(resp_nll.item() - expected["eval_nll_loss"]) > 1e-2, "the two spans must differ on this batch"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
+    """nb2 §5 on each seed (batch order): with Adam, β ×10 in the unsaturated regime leaves the held-out margin
+    within 25 %, while a large β (σ(−βΔ) less than half as large: saturating) moves the policy less (margin, KL); with SGD β ×10 moves it > 2× more."""
+    from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.notebook import quiet
+
+    quiet()
+    tok, prefs = load_tokenizer("tiny"), load_preference_data()
+    ns = solution_namespace(DPO, {"given_build_batch", "make_labels", "sequence_logprobs", "dpo_loss", "reward_metrics",
+                                  "dpo_batch_loss", "given_beta_sweep"}, PRELUDE, tokenizer=tok, prefs=prefs,
+                            load_base=load_base, profile="tiny", ref_model=load_base("tiny").eval())
+    demo = ns["build_batch"]([prefs["test"][i] for i in range(60)])
+    demo["labels"] = ns["make_labels"](demo["input_ids"], demo["attention_mask"], demo["prompt_lengths"])
+    with torch.no_grad():
+        ns["demo_logits"] = ns["ref_model"](input_ids=demo["input_ids"], attention_mask=demo["attention_mask"]).logits
+    ns["demo"] = demo
+    run = {(o, b): ns["heldout_drift"](ns["train_dpo"](b, o, seed=seed), b)
+           for o, b in [("adam", 0.001), ("adam", 0.01), ("adam", 1.0), ("sgd", 0.001), ("sgd", 0.01)]}
+    (kl_a, d_a, w_a), (_, d_b, _), (kl_big, d_big, w_big) = run["adam", 0.001], run["adam", 0.01], run["adam", 1.0]
+    assert 0.75 < d_b / d_a < 1.25, (d_a, d_b)
+    assert d_big < 0.6 * d_a and kl_big < kl_a and w_big < 0.5 * w_a, run
+    assert run["sgd", 0.01][1] > 2 * run["sgd", 0.001][1] > 0, run

@@ -8,10 +8,7 @@ from pathlib import Path
 
 import nbformat
 
-from .nbgrader_setup import KERNEL_ARGS
-
-TIMEOUT_ERROR = {"ename": "CellTimeoutError", "evalue": "the cell ran past the time limit and was interrupted",
-                 "traceback": ["CellTimeoutError: the cell ran past the time limit and was interrupted"]}
+from .sandbox_executor import KERNEL_ARGS, TIMEOUT_ERROR
 
 
 def kernel_env(threads: int | None = None) -> dict[str, str]:

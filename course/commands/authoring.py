@@ -1,4 +1,4 @@
-"""``course build``, ``course start``, ``course check``, ``course mutants``, ``course grade``."""
+"""``course build``, ``course start``, ``course check``, ``course mutants``, ``course grade``, ``course release``."""
 
 from __future__ import annotations
 
@@ -57,7 +57,25 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=int, default=None, help="seconds allowed per cell (default 600)")
     p.add_argument("--no-feedback", action="store_true", help="skip the feedback HTML")
     p.add_argument("--csv", default=None, help="where to write grades.csv (default autograder/grades.csv)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run students' code WITHOUT the bubblewrap sandbox, with your permissions (unsafe: only for "
+                        "code you trust; a warning is printed on every run)")
+    p.add_argument("--memory", type=int, default=None, metavar="MB",
+                   help="address-space limit per process in the sandbox (default 6144)")
+    p.add_argument("--cpu-time", type=int, default=None, metavar="S", help="CPU seconds per process (default 3600)")
+    p.add_argument("--processes", type=int, default=None, help="processes and threads per sandbox (default 256)")
+    p.add_argument("--output-limit", type=int, default=None, metavar="CHARS",
+                   help="characters of output kept per cell while executing (default 1000000)")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("release", help="write what a graded class's students receive (no solutions, no hidden tests)",
+                       description="Write OUT: lessons/, the course package, the quiz bank (without worked "
+                                   "examples), configs/ and a student README — not solutions/, autograder/ (hidden "
+                                   "tests, planted bugs) or scripts/. Every file is checked for hidden-test lines and "
+                                   "nbgrader markers before it is reported done.")
+    p.add_argument("out", help="an empty (or new) folder")
+    p.add_argument("--force", action="store_true", help="replace OUT if it is not empty")
+    p.set_defaults(func=cmd_release)
 
 
 def _layout():
@@ -173,11 +191,39 @@ def cmd_mutants(args) -> int:
 def cmd_grade(args) -> int:
     from pathlib import Path
 
-    from ..authoring.grade import grade_class
+    import dataclasses
+
+    from ..authoring.grade import NO_SANDBOX_WARNING, GradeRefused, grade_class
+    from ..authoring.sandbox import Limits
 
     layout = _layout()
     day = _days(layout, [args.day])[0]
-    report = grade_class(layout, day, Path(args.submissions), jobs=args.jobs, timeout=args.timeout,
-                         feedback=not args.no_feedback, csv_path=Path(args.csv) if args.csv else None)
+    given = {"memory_mb": args.memory, "cpu_seconds": args.cpu_time, "processes": args.processes,
+             "output_chars": args.output_limit}
+    limits = dataclasses.replace(Limits(), **{k: v for k, v in given.items() if v is not None})
+    if args.no_sandbox:
+        print(f"course grade: WARNING {NO_SANDBOX_WARNING}", file=sys.stderr)
+    try:
+        report = grade_class(layout, day, Path(args.submissions), jobs=args.jobs, timeout=args.timeout,
+                             feedback=not args.no_feedback, csv_path=Path(args.csv) if args.csv else None,
+                             sandbox=not args.no_sandbox, limits=limits)
+    except GradeRefused as e:
+        print(f"course grade: {e}", file=sys.stderr)
+        return 2
     print(report.format())
     return 0 if report.ok else 1
+
+
+def cmd_release(args) -> int:
+    from pathlib import Path
+
+    from ..authoring.release import ReleaseError, release
+
+    try:
+        rep = release(_layout(), Path(args.out), force=args.force)
+    except ReleaseError as e:
+        print(f"course release: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {rep.files} files to {rep.out}: lessons/, the course package, the quiz bank and a student README "
+          "(checked: no solutions, hidden tests or planted bugs). Give the students this folder, not the repository.")
+    return 0

@@ -63,15 +63,17 @@ print("row sums of pi_ref:", pi_ref.sum(-1).numpy())
 # an expectation under $\pi$) keeps the policy close to the reference, with strength $\beta$.
 #
 # ### Exercise 1 — the objective
-# Write `rlhf_objective(pi, pi_ref, r, beta)` returning $J$ for every prompt, shape `(P,)`. All probabilities in
-# the toy are strictly positive, so `torch.log` is safe.
+# Write `rlhf_objective(pi, pi_ref, r, beta)` returning $J$ for every prompt, shape `(P,)`. A policy may give a
+# response **zero** probability (β → 0 optima do, in floating point): use the convention $0\log 0 = 0$ as
+# `torch.distributions.kl_divergence` does (`torch.xlogy(x, y)` computes $x\log y$ with $0\log 0 = 0$), so $J$
+# stays finite; it is $-\infty$ only where $\pi>0$ on a response $\pi_\text{ref}$ rules out.
 
 # %% nbgrader={"grade": false, "grade_id": "rlhf_objective", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def rlhf_objective(pi, pi_ref, r, beta):
     """J(π) per prompt: E_π[r] − β·KL(π ‖ π_ref). pi, pi_ref, r: (P, K) -> (P,)."""
     ### BEGIN SOLUTION
     expected_reward = (pi * r).sum(-1)
-    kl = (pi * (torch.log(pi) - torch.log(pi_ref))).sum(-1)
+    kl = (torch.xlogy(pi, pi) - torch.xlogy(pi, pi_ref)).sum(-1)      # 0·log 0 = 0, like torch's Categorical KL
     return expected_reward - beta * kl
     ### END SOLUTION
 
@@ -107,6 +109,27 @@ assert torch.allclose(rlhf_objective(_pi, _ref, torch.zeros_like(_r), 2.0), -2.0
     "with zero reward J = −β·KL: the KL term is subtracted and scaled by β"
 ### END HIDDEN TESTS
 
+# %% nbgrader={"grade": true, "grade_id": "rlhf_objective__zero_probability", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_pi0, _ref0, _r0 = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 0.0]])
+_J0 = rlhf_objective(_pi0, _ref0, _r0, 1.0)
+assert torch.isfinite(_J0).all(), f"a response with π = 0 contributes 0·log 0 = 0 to the KL, so J is finite; got {_J0}"
+assert abs(_J0.item() - (1.0 - torch.log(torch.tensor(2.0)).item())) < 1e-9, "J = 1 − KL((1,0) ‖ (½,½)) = 1 − ln 2"
+### BEGIN HIDDEN TESTS
+_g0 = torch.Generator().manual_seed(5)
+_p = torch.softmax(torch.randn(3, 5, generator=_g0), -1)
+_p[:, 1] = 0.0
+_p = _p / _p.sum(-1, keepdim=True)
+_q = torch.softmax(torch.randn(3, 5, generator=_g0), -1)
+_rr = torch.randn(3, 5, generator=_g0)
+_kl0 = torch.distributions.kl_divergence(torch.distributions.Categorical(probs=_p), torch.distributions.Categorical(probs=_q))
+assert torch.allclose(rlhf_objective(_p, _q, _rr, 0.7), (_p * _rr).sum(-1) - 0.7 * _kl0, atol=1e-9), \
+    "with zeros in π, J must still equal E_π[r] − β·KL with torch's Categorical KL"
+_Jinf = rlhf_objective(torch.tensor([[0.5, 0.5]]), torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), 1.0)
+assert _Jinf.item() == float("-inf"), "π > 0 where π_ref = 0: KL is +∞, so J = −∞ (torch's KL says the same)"
+_J32 = rlhf_objective(_pi0.float(), _ref0.float(), _r0.float(), 1.0)
+assert torch.isfinite(_J32).all(), "finite in float32 too"
+### END HIDDEN TESTS
+
 # %% [markdown]
 # ## 3. The optimum in closed form
 #
@@ -123,13 +146,16 @@ assert torch.allclose(rlhf_objective(_pi, _ref, torch.zeros_like(_r), 2.0), -2.0
 #
 # ### Exercise 2 — the optimal policy
 # Write `optimal_policy(pi_ref, r, beta)` returning $\pi^*$, shape `(P, K)`, each row normalised over responses.
+# It must stay exact for small β: $e^{r/\beta}$ overflows float32 once $r/\beta > 88.7$ (`inf/inf = nan`). Work in
+# log space — $\log\pi^* = \log\pi_\text{ref} + r/\beta - \log Z$ with $\log Z$ a `logsumexp` (or `torch.softmax`
+# of the logits $\log\pi_\text{ref} + r/\beta$, which subtracts the row maximum for you).
 
 # %% nbgrader={"grade": false, "grade_id": "optimal_policy", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def optimal_policy(pi_ref, r, beta):
     """π*(y|x) = π_ref(y|x)·exp(r(x,y)/β) / Z(x). pi_ref, r: (P, K) -> (P, K), rows sum to 1."""
     ### BEGIN SOLUTION
-    unnormalised = pi_ref * torch.exp(r / beta)
-    return unnormalised / unnormalised.sum(dim=-1, keepdim=True)
+    logits = torch.log(pi_ref) + r / beta                  # log of the unnormalised π*, (P, K)
+    return torch.exp(logits - torch.logsumexp(logits, dim=-1, keepdim=True))
     ### END SOLUTION
 
 
@@ -165,6 +191,28 @@ assert torch.equal(optimal_policy(_ref, _r, 0.01).argmax(-1), _r.argmax(-1)), "�
 _J_star = rlhf_objective(optimal_policy(_ref, _r, 0.7), _ref, _r, 0.7)
 _logZ = torch.logsumexp(torch.log(_ref) + _r / 0.7, -1)
 assert torch.allclose(_J_star, 0.7 * _logZ, atol=1e-9), "J(π*) must equal β·log Z(x)"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "optimal_policy__float32_small_beta", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_f32 = torch.float32                     # this notebook's default dtype is float64: ask for float32 explicitly
+_ps32 = optimal_policy(torch.tensor([[0.5, 0.5]], dtype=_f32), torch.tensor([[1.0, 0.0]], dtype=_f32), 0.01)
+assert torch.isfinite(_ps32).all(), \
+    f"float32, r/β = 100: exp(100) = inf and inf/inf = nan — work in log space (logsumexp); got {_ps32}"
+assert torch.allclose(_ps32, torch.tensor([[1.0, 0.0]], dtype=_f32)), "β → 0 in float32: all mass on the best response"
+### BEGIN HIDDEN TESTS
+_g3 = torch.Generator().manual_seed(6)
+_ref3 = torch.softmax(torch.randn(4, 5, generator=_g3, dtype=_f32), -1)
+_r3 = 50 * torch.randn(4, 5, generator=_g3, dtype=_f32)
+for _b in (0.05, 0.5, 1e-3):
+    _exact = torch.softmax(torch.log(_ref3.double()) + _r3.double() / _b, -1).float()
+    _got = optimal_policy(_ref3, _r3, _b)
+    assert torch.isfinite(_got).all() and torch.allclose(_got, _exact, atol=1e-6), \
+        f"β = {_b}, |r/β| up to {(_r3.abs().max() / _b).item():.0f}: π* must match the float64 answer"
+_neg = optimal_policy(torch.tensor([[0.5, 0.5]], dtype=_f32), torch.tensor([[-2.0, -3.0]], dtype=_f32), 0.01)
+assert torch.allclose(_neg, torch.tensor([[1.0, 0.0]], dtype=_f32)), \
+    "large negative r/β underflows exp to 0 for every response (0/0 = nan) unless you subtract the max"
+_zero_ref = optimal_policy(torch.tensor([[0.0, 1.0]]), torch.tensor([[5.0, 0.0]]), 1.0)
+assert torch.allclose(_zero_ref, torch.tensor([[0.0, 1.0]])), "π_ref = 0 stays 0: π* can only reweight π_ref's support"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -405,6 +453,80 @@ print(f"TV(reference-free fit, softmax(r/beta)) = {tv(pi_noref, torch.softmax(r_
       "  — it solves the problem with a uniform reference instead")
 
 # %% [markdown]
+# ## 8. When "same optimum" fails — and IPO's fix
+#
+# §6 recovered $\pi^*$ because two conditions held: the preferences came from a Bradley–Terry model with a
+# **finite** reward, so no pair is won 100 % of the time; and every pair of responses was compared. Break either
+# and DPO's minimiser is no longer the RLHF optimum (Azar et al. 2023, *A General Theoretical Paradigm to
+# Understand Learning from Human Preferences* — IPO).
+#
+# **Deterministic preferences.** If $y_0$ always beats $y_1$, the BT reward gap that fits the data is $+\infty$:
+# $-\log\sigma(\beta\Delta)$ keeps falling as $\Delta\to\infty$, whatever β is. The KL leash is gone, and the fitted
+# policy drives $\pi(y_1)\to 0$. **IPO** replaces the logistic loss by a squared one on the log-ratio gap
+# $\Delta$: $\big(\Delta - \frac{1}{2\beta}\big)^2$, minimised at the finite $\Delta = \frac{1}{2\beta}$ — β
+# controls the distance again. One prompt, three responses, $y_0 \succ y_1 \succ y_2$ in every comparison, the
+# same number of comparisons per pair:
+
+# %% nbgrader={"grade": false, "grade_id": "given_fit_pairwise", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def fit_pairwise(wins, pi_ref, pair_loss, steps, lr=0.05):
+    """Full-batch Adam on Σ wins·pair_loss(Δ) with Δ = log π_θ/π_ref (winner) − (loser); returns π_θ."""
+    theta = torch.log(pi_ref).clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=lr)
+    for _ in range(steps):
+        h = torch.log_softmax(theta, -1) - torch.log(pi_ref)                             # (P, K)
+        loss = (wins * pair_loss(h[:, :, None] - h[:, None, :])).sum() / wins.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return torch.softmax(theta.detach(), -1)
+
+
+# %%
+ref3 = torch.full((1, 3), 1 / 3)
+det_wins = torch.zeros(1, 3, 3)
+det_wins[0, 0, 1] = det_wins[0, 1, 2] = det_wins[0, 0, 2] = 1000.0                    # y0 ≻ y1 ≻ y2, always
+print(f"{'β':>5}{'steps':>7}{'DPO π(y2)':>12}{'DPO gap Δ01':>13}{'IPO π(y2)':>12}{'IPO gap Δ01':>13}{'(2/3)/(2β)':>12}")
+det_rows = []
+for b in (0.1, 1.0):
+    for n_steps in (300, 3000):
+        p_dpo = fit_pairwise(det_wins, ref3, lambda d, b=b: -F.logsigmoid(b * d), n_steps)
+        p_ipo = fit_pairwise(det_wins, ref3, lambda d, b=b: (d - 1 / (2 * b)) ** 2, n_steps)
+        gap = lambda p: (torch.log(p[0, 0]) - torch.log(p[0, 1])).item()             # noqa: E731 (π_ref uniform)
+        det_rows.append((b, n_steps, p_dpo[0, 2].item(), gap(p_dpo), p_ipo[0, 2].item(), gap(p_ipo)))
+        print(f"{b:>5}{n_steps:>7}{p_dpo[0, 2].item():>12.2e}{gap(p_dpo):>13.2f}{p_ipo[0, 2].item():>12.4f}"
+              f"{gap(p_ipo):>13.3f}{2 / 3 / (2 * b):>12.3f}")
+
+# %% [markdown]
+# Read the rows: DPO's gap keeps growing with more steps and $\pi(y_2)$ heads to 0 at both β — the fit is chasing
+# an infinite reward, and β only sets how fast. IPO's gaps stop at a finite value set by β, the same after 300 and
+# 3000 steps, and $\pi(y_2)$ stays positive. (Each pair asks for a gap of $\frac{1}{2\beta}$, but
+# $\Delta_{02} = \Delta_{01} + \Delta_{12}$ cannot equal all three: the least-squares compromise is
+# $\Delta_{01} = \Delta_{12} = \frac{2}{3}\cdot\frac{1}{2\beta}$, the last column.)
+#
+# **Partial coverage.** Now compare only $y_0$ with $y_1$ (noisy BT labels from the true reward) and never
+# show $y_2$ — although under the true reward $y_2$ is the best response. The DPO loss does not depend on
+# $\theta_2$ at all (the normaliser cancels in $\Delta$), so nothing moves $y_2$'s log-ratio, while the RLHF
+# optimum $\pi^*$ puts most of its mass on it:
+
+# %%
+r_part = torch.tensor([[1.0, 0.0, 2.0]])
+part_wins = torch.zeros(1, 3, 3)
+part_wins[0, 0, 1] = 1000 * torch.sigmoid(torch.tensor(1.0))                            # BT: y0 beats y1 73 % of the time
+part_wins[0, 1, 0] = 1000 * torch.sigmoid(torch.tensor(-1.0))
+p_part = fit_pairwise(part_wins, ref3, lambda d: -F.logsigmoid(BETA * d), 3000)
+p_star_part = optimal_policy(ref3, r_part, BETA)
+print("π* (true reward, β = 0.5)      :", p_star_part.numpy().round(3))
+print("DPO fit on y0-vs-y1 pairs only  :", p_part.numpy().round(3))
+print(f"log π/π_ref of the never-compared y2: {torch.log(p_part[0, 2] / ref3[0, 2]).item():+.3f} "
+      f"(π* has {torch.log(p_star_part[0, 2] / ref3[0, 2]).item():+.3f})")
+
+# %% [markdown]
+# The fitted $y_0$-vs-$y_1$ gap is right (BT identifies it), but $y_2$ only moves through the normaliser — its
+# probability *falls* as $y_0$ rises. A real model does generalise to responses it never saw compared, but
+# through its parameters, not through the loss; that is why preference data should cover what the policy
+# actually produces (Day 6 samples pairs from the SFT policy).
+
+# %% [markdown]
 # **Interview answers this notebook backs with numbers**
 # - *Derive DPO from the RLHF objective.* §2–§5: $J = \beta\log Z - \beta\,\mathrm{KL}(\pi\|\pi^*)$, so
 #   $\pi^* \propto \pi_\text{ref}e^{r/\beta}$; invert for $r$; $Z(x)$ cancels in Bradley–Terry; maximum likelihood
@@ -415,3 +537,6 @@ print(f"TV(reference-free fit, softmax(r/beta)) = {tv(pi_noref, torch.softmax(r_
 #   ($\pi^*\to\pi_\text{ref}$), small β chases the reward ($\pi^*\to$ argmax). Notebook 2 sweeps it on a real model.
 # - *What are DPO's "rewards"?* $\beta\log\frac{\pi_\theta}{\pi_\text{ref}}$ — the implied reward, correct up to a
 #   per-prompt constant, which is all Bradley–Terry can ever identify.
+# - *Are RLHF and DPO really equivalent?* Same optimum only with finite-reward (non-deterministic) preferences over
+#   pairs that cover the responses; with deterministic wins DPO's gap grows without bound at any β, IPO's stops at
+#   $1/(2\beta)$, and never-compared responses are not pinned (§8).

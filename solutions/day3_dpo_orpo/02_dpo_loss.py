@@ -19,7 +19,8 @@
 # 1. labels with `-100` on prompt and padding; sequence log-probabilities (and why *sum*, not *mean*);
 # 2. the DPO loss; the implicit rewards, margins and accuracy exactly as trl logs them;
 # 3. **equal to trl**: same model, same batch, same β — the from-scratch loss matches `trl.DPOTrainer`'s to 1e-5;
-# 4. what β does, swept and plotted.
+# 4. likelihood displacement (why `rewards/chosen` goes negative);
+# 5. what β does with Adam and with SGD, swept and explained.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -38,6 +39,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
+from course.notebook import progress
 from course.plotting import plot_curves, plt
 
 torch.manual_seed(0)
@@ -432,75 +434,140 @@ assert abs(_l_swapped.item() - _loss.item()) > 1e-4, "policy and reference play 
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 4. What β does
+# ## 4. Likelihood displacement: why `rewards/chosen` goes negative
 #
-# β is the weight of the KL leash (notebook 1): small β lets the policy move far from the reference to fit the
-# preferences, large β keeps it close. In the loss it shows up twice. The loss as a function of the log-ratio
-# margin $\Delta = \log\frac{\pi_\theta(y_w)}{\pi_\text{ref}(y_w)} - \log\frac{\pi_\theta(y_l)}{\pi_\text{ref}(y_l)}$ is
-# $-\log\sigma(\beta\Delta)$, and its gradient weight $\beta\,\sigma(-\beta\Delta)$ dies away once $\beta\Delta$ is a
-# few units: **a large β is satisfied by a small move, a small β keeps pushing**.
+# Look at trl's log above: `rewards/chosen` is **negative** while the margin grows — the policy made the
+# *chosen* responses less likely than the reference does. The DPO loss only sees the difference of the two
+# log-ratios, so "rejected falls a lot, chosen falls a little" is a win. And the two responses share most of their
+# tokens (a `wrong` answer differs in one word; a `rambling` one contains the whole chosen sentence): pushing the
+# rejected sequence down pushes down the shared tokens, and the chosen sequence with them. This is *likelihood
+# displacement* (Razin et al. 2024; DPOP/Smaug, Pal et al. 2024, add a term that keeps chosen log-probs from
+# falling). Per kind of pair, on the 60 held-out pairs, after the trl run:
 
 # %%
-betas = [0.02, 0.1, 0.5, 2.0]
+with torch.no_grad():
+    pol_logits = policy(input_ids=demo["input_ids"], attention_mask=demo["attention_mask"]).logits
+demo_ratio = sequence_logprobs(pol_logits, demo["labels"]) - sequence_logprobs(demo_logits, demo["labels"])
+chosen_ratio, rejected_ratio = demo_ratio.chunk(2)
+print(f"{'kind':10}{'log π/π_ref chosen':>20}{'rejected':>10}{'chosen fell':>13}")
+for kind in ("wrong", "curt", "rambling"):
+    idx = torch.tensor([r["kind"] == kind for r in demo_rows])
+    print(f"{kind:10}{chosen_ratio[idx].mean():>20.2f}{rejected_ratio[idx].mean():>10.2f}"
+          f"{(chosen_ratio[idx] < 0).float().mean():>13.0%}")
+print(f"all pairs: rewards/chosen = β·mean = {BETA * chosen_ratio.mean():.3f}, "
+      f"rewards/rejected = {BETA * rejected_ratio.mean():.3f}")
+
+# %% [markdown]
+# The table shows it per kind: the chosen log-ratio is negative for most pairs of every kind. Where the pair
+# differs in many tokens (`curt`, `rambling`) the rejected one falls much further, so the margin is large. On
+# `wrong` pairs — one word apart — the two fall by similar amounts (compare the columns): the policy learned
+# "lower these sentences" more than "prefer the right word". Negative `rewards/chosen` is not a logging bug: it
+# is what the loss allows, and the chosen responses' mass goes elsewhere, not necessarily anywhere better.
+#
+# ## 5. What β does — and what it does not
+#
+# In the loss $-\log\sigma(\beta\Delta)$ of the log-ratio margin $\Delta$, β appears twice. The gradient is
+# $-\beta\,\sigma(-\beta\Delta)\,\nabla\Delta$: an overall **scale** β, and a per-pair **weight**
+# $\sigma(-\beta\Delta)$ that is ½ at the start and dies away once $\beta\Delta$ is a few units.
+# - **Adam normalises the scale away**: it divides each update by a running RMS of the gradient, so multiplying
+#   the gradient by β changes (almost) nothing. With SGD, β would act as a learning rate.
+# - **β acts through saturation**: a large β makes $\sigma(-\beta\Delta)$ vanish at a *small* margin — those pairs
+#   stop pushing and the policy stops moving. A small β keeps every pair at weight ≈ ½ for longer.
+
+# %%
+betas = [0.001, 0.01, 0.1, 1.0]
 delta = torch.linspace(-10, 30, 200)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 plot_curves({f"β={b}": (delta.tolist(), (-F.logsigmoid(b * delta)).tolist()) for b in betas}, ax=axes[0],
             title="DPO loss vs log-ratio margin Δ", xlabel="Δ (nats)", ylabel="loss")
-plot_curves({f"β={b}": (delta.tolist(), (b * torch.sigmoid(-b * delta)).tolist()) for b in betas}, ax=axes[1],
-            title="gradient weight β·σ(−βΔ)", xlabel="Δ (nats)", ylabel="weight")
+plot_curves({f"β={b}": (delta.tolist(), torch.sigmoid(-b * delta).tolist()) for b in betas}, ax=axes[1],
+            title="per-pair weight σ(−βΔ)", xlabel="Δ (nats)", ylabel="weight")
 plt.show()
 
 # %% [markdown]
-# Now measured: train the same policy with trl at each β (same data, same 12 steps, same seed; learning rate
-# 1e-4 so that no run saturates within a few steps) and measure on 60 held-out pairs (a) how far it moved: the
-# per-token $\mathrm{KL}(\pi_\theta\,\|\,\pi_\text{ref})$ of the next-token distributions over the chosen
-# responses; (b) the mean log-ratio margin $\Delta$ (β-free, in nats); (c) the fraction of pairs with $\Delta>0$.
+# Measured: train from the base model with your `dpo_batch_loss` at each β with Adam (lr 1e-4), and at the two
+# smallest β with plain SGD (lr 1e-2) — same 96 training pairs, 16 steps, seed — and read on the 60 held-out
+# pairs the margin $\Delta$ (nats), the per-token $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$ over the chosen
+# responses, and the mean weight $\sigma(-\beta\Delta)$ left at the end.
 
-# %%
-def heldout_drift(model):
-    """(per-token KL(π_θ‖π_ref) over chosen response tokens, mean margin Δ, fraction of pairs with Δ > 0)."""
+# %% nbgrader={"grade": false, "grade_id": "given_beta_sweep", "locked": true, "schema_version": 3, "solution": false, "task": false}
+train_rows = [prefs["train"][i] for i in range(96)]
+train_batches = []
+for i in range(0, len(train_rows), 8):
+    tb = build_batch(train_rows[i:i + 8])
+    tb["labels"] = make_labels(tb["input_ids"], tb["attention_mask"], tb["prompt_lengths"])
+    train_batches.append(tb)
+
+
+def heldout_drift(model, beta):
+    """(per-token KL(π_θ‖π_ref) over chosen tokens, mean margin Δ, mean σ(−βΔ)) on the held-out pairs."""
     with torch.no_grad():
         logits = model(input_ids=demo["input_ids"], attention_mask=demo["attention_mask"]).logits
     logp, logq = logits[:, :-1].log_softmax(-1), demo_logits[:, :-1].log_softmax(-1)
     token_kl = (logp.exp() * (logp - logq)).sum(-1)                             # (2B, T-1)
     scored = (demo["labels"][:, 1:] != -100).chunk(2)[0]                        # chosen rows
-    kl = token_kl.chunk(2)[0][scored].mean().item()
     logratio = sequence_logprobs(logits, demo["labels"]) - sequence_logprobs(demo_logits, demo["labels"])
     margin = logratio.chunk(2)[0] - logratio.chunk(2)[1]
-    return kl, margin.mean().item(), (margin > 0).float().mean().item()
+    return token_kl.chunk(2)[0][scored].mean().item(), margin.mean().item(), torch.sigmoid(-beta * margin).mean().item()
 
 
-sweep = {}
-for b in betas:
+def train_dpo(beta, optimizer="adam", steps=16, seed=0):
+    """From the base model, `steps` DPO steps over the training batches (order set by `seed`) -> the policy."""
+    torch.manual_seed(seed)
+    order = torch.randperm(len(train_batches)).tolist()
     pol = load_base(profile)
-    DPOTrainer(model=pol, ref_model=copy.deepcopy(ref_model), args=dpo_config(b, learning_rate=1e-4, logging_steps=100),
-               train_dataset=train_ds, processing_class=tokenizer).train()
-    sweep[b] = heldout_drift(pol.eval())
-    print(f"β = {b:<5} KL to reference = {sweep[b][0]:.4f} nats/token   margin Δ = {sweep[b][1]:6.2f} nats"
-          f"   pairs with Δ > 0: {sweep[b][2]:.0%}")
-kls, margins = [sweep[b][0] for b in betas], [sweep[b][1] for b in betas]
-print("margin Δ falls as β grows:", all(x > y for x, y in zip(margins, margins[1:])),
-      "· KL falls as β grows:", all(x > y for x, y in zip(kls, kls[1:])))
+    opt = (torch.optim.Adam(pol.parameters(), lr=1e-4) if optimizer == "adam"
+           else torch.optim.SGD(pol.parameters(), lr=1e-2))
+    pol.train()
+    for step in range(steps):
+        loss, _ = dpo_batch_loss(pol, ref_model, train_batches[order[step % len(order)]], beta)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return pol.eval()
+
+
+# %%
+runs = [("adam", b) for b in betas] + [("sgd", b) for b in betas[:2]]
+sweep = {(o, b): heldout_drift(train_dpo(b, o), b) for o, b in progress(runs, desc="β sweep")}
+print(f"{'optimizer':10}{'β':>7}{'held-out Δ':>12}{'KL/token':>10}{'σ(−βΔ) left':>13}")
+for (opt_name, b), (kl, margin, w_left) in sweep.items():
+    print(f"{opt_name:10}{b:>7}{margin:>12.2f}{kl:>10.4f}{w_left:>13.3f}")
+adam_margins = [sweep["adam", b][1] for b in betas]
+print(f"\nΔ(β={betas[1]}) / Δ(β={betas[0]}): Adam {adam_margins[1] / adam_margins[0]:.2f} · "
+      f"SGD {sweep['sgd', betas[1]][1] / sweep['sgd', betas[0]][1]:.2f}   (β ×10)")
+print("Adam: KL falls as β grows:", all(x > y for x, y in zip([sweep['adam', b][0] for b in betas],
+                                                               [sweep['adam', b][0] for b in betas[1:]])))
+
+# %% [markdown]
+# Read the table:
+# - **Adam, the two smallest β**: ten times the β, nearly the same margin and KL (the ratio printed above) —
+#   β's scale was normalised away, and σ(−βΔ) is still near ½: nothing saturated.
+# - **Adam, larger β**: the weight left falls well below ½ (many pairs saturated at a smaller Δ), and the margin
+#   and the KL shrink — the leash at work, *through saturation*.
+# - **SGD**: the update is proportional to β, so ten times the β moves the policy several times further; here β
+#   acts as a learning rate.
+#
+# So "larger β keeps the policy closer" holds once $\beta\Delta$ saturates within the run; below that, with Adam,
+# the learning rate and the number of steps decide how far the policy moves.
+
+# %%
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
-ax.plot(betas, margins, "o-", label="held-out margin Δ (nats)")
-ax.set(xscale="log", xlabel="β", ylabel="Δ (nats)", title="after 12 DPO steps (trl)")
-ax2 = ax.twinx()
-ax2.plot(betas, kls, "s--", color="C1", label="KL(π‖π_ref) per token")
-ax2.set_ylabel("KL (nats/token)")
-fig.legend(loc="lower right")
+ax.plot(betas, adam_margins, "o-", label="Adam: held-out Δ")
+ax.plot(betas[:2], [sweep["sgd", b][1] for b in betas[:2]], "s--", label="SGD: held-out Δ")
+ax.set(xscale="log", xlabel="β", ylabel="Δ (nats)", title="after 16 DPO steps")
+ax.legend()
 fig.tight_layout()
 plt.show()
 
-# %% [markdown]
-# The printed checks say whether, in this run, a larger β moved the policy less — the leash at work. Expect the
-# trend, not a law: with deterministic preferences the DPO loss has no finite minimum, so how far a run moves also
-# depends on the optimiser, the learning rate and the number of steps.
-#
 # **Interview answers this notebook backs with numbers**
 # - *What exactly is $\log\pi(y\mid x)$ in the DPO loss?* The sum of the response tokens' log-probabilities,
 #   prompt and padding masked with `-100`; a per-token mean ranks responses by something else (the table in §2).
 # - *What do `rewards/chosen`, `rewards/margins`, `rewards/accuracies` mean in a DPO log?* $\beta$ times the
 #   log-ratio to the reference, their difference, and the fraction of pairs with a strictly positive margin.
 # - *Is your DPO the same as the library's?* Same batch, same β: equal to trl's loss and metrics to 1e-5 (§3).
-# - *How do you choose β?* It trades fitting the preferences against staying near the reference (§4);
-#   typical values are 0.1–0.5, and the KL to the reference is the number to watch.
+# - *How do you choose β?* It trades fitting the preferences against staying near the reference, but with Adam only
+#   through saturation of σ(−βΔ) (§5): below that, learning rate and steps decide how far the policy moves.
+#   Typical values are 0.1–0.5; the KL to the reference is the number to watch.
+# - *Why is `rewards/chosen` negative?* The loss only needs the margin; shared tokens make the chosen log-prob
+#   fall with the rejected one — likelihood displacement (§4).

@@ -37,6 +37,7 @@ from datasets import Dataset
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
+from course.notebook import progress
 from course.plotting import plot_curves, plt
 
 torch.manual_seed(0)
@@ -212,26 +213,35 @@ def average_logprobs(logits, labels):
 
 
 # %% [markdown]
-# ### Exercise 4 — the ORPO loss of a batch, as trl computes it
-# `orpo_batch_loss(model, batch, lam)` takes trl's ORPO batch and returns `(loss, metrics)`:
+# ### Exercise 4 — the ORPO loss of a batch, as the paper defines it
+# `orpo_batch_loss(model, batch, lam, nll_over="response")` takes trl's ORPO batch and returns `(loss, metrics)`:
 # - run the model on `chosen_input_ids` and on `rejected_input_ids` (with their attention masks);
 # - average log-probs of the responses from `chosen_labels` / `rejected_labels` (`average_logprobs`);
-# - the SFT term **as trl computes it**: the token-level mean cross-entropy over *every non-padding token of
-#   prompt + chosen* (labels = `chosen_input_ids` with `-100` where `chosen_attention_mask == 0`; trl's source says
-#   "orpo chosen nll loss is computed over the full prompt and response"). The paper's $\mathcal{L}_\text{SFT}$
-#   scores the response only — §5 prints both;
+# - the SFT term: the token-level mean cross-entropy of the chosen sequence over
+#   - `nll_over="response"` (the default, Hong et al.'s $\mathcal{L}_\text{SFT}$): the **response tokens only** —
+#     the tokens `chosen_labels` scores;
+#   - `nll_over="prompt+response"` (what trl 1.16 computes — its source says "orpo chosen nll loss is computed
+#     over the full prompt and response"): every non-padding token, labels = `chosen_input_ids` with `-100` where
+#     `chosen_attention_mask == 0`. With it your loss must equal trl's exactly; any other value is a `ValueError`;
 # - `loss = orpo_loss(...)`; `metrics` with the floats `"nll_loss"`, `"log_odds_ratio"` (trl's name for the batch
 #   mean of $\log\sigma(\text{log odds ratio})$) and `"log_odds_chosen"` (the batch mean of the log odds ratio).
 
 # %% nbgrader={"grade": false, "grade_id": "orpo_batch_loss", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def orpo_batch_loss(model, batch, lam):
-    """trl's ORPO batch (chosen_/rejected_ input_ids, attention_mask, labels) -> (scalar loss, metrics dict)."""
+def orpo_batch_loss(model, batch, lam, nll_over="response"):
+    """trl's ORPO batch (chosen_/rejected_ input_ids, attention_mask, labels) -> (scalar loss, metrics dict).
+
+    nll_over: "response" (the paper's L_SFT) or "prompt+response" (trl's)."""
     ### BEGIN SOLUTION
     chosen_logits = model(input_ids=batch["chosen_input_ids"], attention_mask=batch["chosen_attention_mask"]).logits
     rejected_logits = model(input_ids=batch["rejected_input_ids"], attention_mask=batch["rejected_attention_mask"]).logits
     chosen_avg = average_logprobs(chosen_logits, batch["chosen_labels"])
     rejected_avg = average_logprobs(rejected_logits, batch["rejected_labels"])
-    nll_labels = batch["chosen_input_ids"].masked_fill(batch["chosen_attention_mask"] == 0, -100)
+    if nll_over == "response":
+        nll_labels = batch["chosen_labels"]
+    elif nll_over == "prompt+response":
+        nll_labels = batch["chosen_input_ids"].masked_fill(batch["chosen_attention_mask"] == 0, -100)
+    else:
+        raise ValueError(f"nll_over must be 'response' or 'prompt+response', got {nll_over!r}")
     chosen_nll = F.cross_entropy(chosen_logits[:, :-1].flatten(0, 1), nll_labels[:, 1:].flatten(), ignore_index=-100)
     loss = orpo_loss(chosen_nll, chosen_avg, rejected_avg, lam)
     _, log_odds_ratio = odds_ratio_loss(chosen_avg, rejected_avg)
@@ -243,28 +253,57 @@ def orpo_batch_loss(model, batch, lam):
 
 # %%
 with torch.no_grad():
-    my_loss, my_metrics = orpo_batch_loss(model, orpo_batch, LAM)
-print(f"{'':18}{'from scratch':>14}{'trl':>14}{'|diff|':>10}")
-print(f"{'loss':18}{my_loss.item():>14.6f}{trl_loss.item():>14.6f}{abs(my_loss.item() - trl_loss.item()):>10.1e}")
+    my_loss, my_metrics = orpo_batch_loss(model, orpo_batch, LAM, nll_over="prompt+response")
+    paper_loss, paper_metrics = orpo_batch_loss(model, orpo_batch, LAM)
+print(f"{'nll_over=prompt+response':30}{'from scratch':>14}{'trl':>14}{'|diff|':>10}")
+print(f"{'loss':30}{my_loss.item():>14.6f}{trl_loss.item():>14.6f}{abs(my_loss.item() - trl_loss.item()):>10.1e}")
 for k, v in my_metrics.items():
-    print(f"{k:18}{v:>14.6f}{trl_metrics['eval_' + k]:>14.6f}{abs(v - trl_metrics['eval_' + k]):>10.1e}")
+    print(f"{k:30}{v:>14.6f}{trl_metrics['eval_' + k]:>14.6f}{abs(v - trl_metrics['eval_' + k]):>10.1e}")
+print(f"\nthe paper's L_SFT (response only): nll_loss {paper_metrics['nll_loss']:.4f} vs trl's {my_metrics['nll_loss']:.4f}"
+      f" · loss {paper_loss.item():.4f} vs {my_loss.item():.4f}; the odds-ratio metrics are the same: "
+      f"{paper_metrics['log_odds_chosen']:.4f} = {my_metrics['log_odds_chosen']:.4f}")
+
+# %% nbgrader={"grade": true, "grade_id": "orpo_batch_loss__paper_response_only", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+with torch.no_grad():
+    _loss, _metrics = orpo_batch_loss(model, orpo_batch, LAM)
+    _cl = model(input_ids=orpo_batch["chosen_input_ids"], attention_mask=orpo_batch["chosen_attention_mask"]).logits
+_lab = orpo_batch["chosen_labels"]
+_resp_nll = F.cross_entropy(_cl[:, :-1].flatten(0, 1), _lab[:, 1:].flatten(), ignore_index=-100).item()
+_expected = _resp_nll - LAM * trl_metrics["eval_log_odds_ratio"]          # L_SFT(response) + λ·mean(−log σ)
+assert _loss.dim() == 0, "a scalar loss"
+assert abs(_metrics["nll_loss"] - _resp_nll) < 1e-5, \
+    f"the default L_SFT is the mean NLL over the response tokens only ({_resp_nll:.5f}), got {_metrics['nll_loss']:.5f}"
+assert abs(_loss.item() - _expected) < 1e-5, f"loss = L_SFT(response) + λ·mean L_OR = {_expected:.6f}, got {_loss.item():.6f}"
+### BEGIN HIDDEN TESTS
+with torch.no_grad():
+    _l3, _m3 = orpo_batch_loss(model, orpo_batch, 0.7)
+assert abs(_l3.item() - (_resp_nll - 0.7 * trl_metrics["eval_log_odds_ratio"])) < 1e-5, "λ = 0.7 weights the OR term"
+with torch.no_grad():
+    _l0, _ = orpo_batch_loss(model, orpo_batch, 0.0)
+assert abs(_l0.item() - _resp_nll) < 1e-5, "with λ = 0 the loss is the response-only NLL alone"
+### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "orpo_batch_loss__equals_trl_loss", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 with torch.no_grad():
-    _loss, _metrics = orpo_batch_loss(model, orpo_batch, LAM)
+    _loss, _metrics = orpo_batch_loss(model, orpo_batch, LAM, nll_over="prompt+response")
 assert _loss.dim() == 0, "a scalar loss"
 assert abs(_loss.item() - trl_loss.item()) < 1e-5, \
-    f"from-scratch ORPO loss {_loss.item():.6f} must equal trl's {trl_loss.item():.6f} to 1e-5"
+    f"nll_over='prompt+response': ORPO loss {_loss.item():.6f} must equal trl's {trl_loss.item():.6f} to 1e-5"
 
 # %% nbgrader={"grade": true, "grade_id": "orpo_batch_loss__equals_trl_metrics", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 with torch.no_grad():
-    _loss, _metrics = orpo_batch_loss(model, orpo_batch, LAM)
+    _loss, _metrics = orpo_batch_loss(model, orpo_batch, LAM, nll_over="prompt+response")
 for _k in ("nll_loss", "log_odds_ratio", "log_odds_chosen"):
     assert abs(_metrics[_k] - trl_metrics["eval_" + _k]) < 1e-5, f"{_k}: {_metrics[_k]:.6f} vs trl {trl_metrics['eval_' + _k]:.6f}"
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
-    _l0, _m0 = orpo_batch_loss(model, orpo_batch, 0.0)
+    _l0, _m0 = orpo_batch_loss(model, orpo_batch, 0.0, nll_over="prompt+response")
 assert abs(_l0.item() - trl_metrics["eval_nll_loss"]) < 1e-5, "with λ = 0 the loss is trl's nll_loss alone"
+try:
+    orpo_batch_loss(model, orpo_batch, LAM, nll_over="prompt")
+    raise AssertionError("an unknown nll_over must raise ValueError")
+except ValueError:
+    pass
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -284,8 +323,9 @@ c_avg = average_logprobs(c_logits, orpo_batch["chosen_labels"])
 r_avg = average_logprobs(r_logits, orpo_batch["rejected_labels"])
 resp_nll = -token_logprobs(c_logits, orpo_batch["chosen_labels"]).sum() / (orpo_batch["chosen_labels"][:, 1:] != -100).sum()
 n_params = sum(p.numel() for p in model.parameters())
+or_term = LAM * odds_ratio_loss(c_avg, r_avg)[0].mean().item()
 print(f"L_SFT over prompt+response (trl): {my_metrics['nll_loss']:.4f}   over the response only (paper): {resp_nll.item():.4f}")
-print(f"λ·mean L_OR = {LAM * odds_ratio_loss(c_avg, r_avg)[0].mean().item():.4f}  (λ = {LAM})")
+print(f"λ·mean L_OR = {or_term:.4f}  (λ = {LAM}): {100 * or_term / (resp_nll.item() + or_term):.1f} % of the paper's loss")
 print(f"models in memory — DPO: 2 ({2 * n_params:,} parameters), ORPO: 1 ({n_params:,})")
 print(f"forward passes per step — DPO: policy + reference on 2B sequences; ORPO: the policy only")
 
@@ -312,6 +352,104 @@ print("at P_w = 0.98: log odds ratio =", round((log_odds(p_w[-1:].log()) - log_o
       " log probability ratio =", round((p_w[-1].log() - p_l.log()).item(), 3))
 
 # %% [markdown]
+# ## 6. What the odds-ratio term does: its gradient, and λ = 0 vs λ > 0
+#
+# A term's share of the loss says nothing about its share of the *update*. Take the trained model and one batch,
+# and compute each term's gradient and its first-order effect on the quantity the term targets, the chosen −
+# rejected log odds gap $G$ (the batch mean of the log odds ratio): a small gradient-descent step $-\eta\,g$ changes
+# $G$ by $-\eta\,\langle g, \nabla G\rangle$.
+
+# %%
+def flat_grad(scalar):
+    """Gradient of a scalar w.r.t. all trainable parameters, flattened into one vector."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.cat([g.flatten() for g in torch.autograd.grad(scalar, params, retain_graph=True)])
+
+
+model.train()
+c_logits = model(input_ids=orpo_batch["chosen_input_ids"], attention_mask=orpo_batch["chosen_attention_mask"]).logits
+r_logits = model(input_ids=orpo_batch["rejected_input_ids"], attention_mask=orpo_batch["rejected_attention_mask"]).logits
+c_avg_g = average_logprobs(c_logits, orpo_batch["chosen_labels"])
+r_avg_g = average_logprobs(r_logits, orpo_batch["rejected_labels"])
+lab = orpo_batch["chosen_labels"]
+sft_term = F.cross_entropy(c_logits[:, :-1].flatten(0, 1), lab[:, 1:].flatten(), ignore_index=-100)
+or_losses, lor_g = odds_ratio_loss(c_avg_g, r_avg_g)
+g_sft = flat_grad(sft_term)
+g_or = flat_grad(LAM * or_losses.mean())
+g_gap = flat_grad(lor_g.mean())
+model.eval()
+grad_rows = {"L_SFT": g_sft, f"λ·L_OR (λ={LAM})": g_or}
+print(f"{'term':18}{'value':>9}{'|grad|':>10}{'dG/dη (gap change per unit step)':>34}")
+for (name, g), val in zip(grad_rows.items(), (sft_term.item(), LAM * or_losses.mean().item())):
+    print(f"{name:18}{val:>9.4f}{g.norm().item():>10.4f}{-(g @ g_gap).item():>34.4f}")
+cos = (g_sft @ g_or / (g_sft.norm() * g_or.norm())).item()
+print(f"cosine(grad L_SFT, grad λ·L_OR) = {cos:.3f}")
+
+# %% [markdown]
+# The columns say how much each term's descent direction widens the gap (positive) or narrows it. Now the same
+# thing over a run: train from the base model with the paper's loss for 40 steps at λ = 0 (plain SFT on the
+# chosen responses) and at λ > 0, same data, seed and optimiser, and measure on 64 held-out pairs the mean
+# log-probability per token of chosen and rejected responses and their log odds gap.
+
+# %%
+heldout_trainer = ORPOTrainer(model=load_base(profile), args=ORPOConfig(**{**args.to_dict(), "per_device_eval_batch_size": 64}),
+                              train_dataset=train_ds, eval_dataset=Dataset.from_list([as_conversation(prefs["test"][i]) for i in range(8, 72)]),
+                              processing_class=tokenizer)
+heldout_batch = next(iter(heldout_trainer.get_eval_dataloader()))
+train_batches = list(trainer.get_train_dataloader())
+
+
+heldout_kinds = [prefs["test"][i]["kind"] for i in range(8, 72)]
+KINDS = ("wrong", "curt", "rambling")
+
+
+def heldout_gap(m):
+    """(mean chosen avg log-prob, mean rejected avg log-prob, mean log odds gap, gap per kind of pair)."""
+    with torch.no_grad():
+        cl = m(input_ids=heldout_batch["chosen_input_ids"], attention_mask=heldout_batch["chosen_attention_mask"]).logits
+        rl = m(input_ids=heldout_batch["rejected_input_ids"], attention_mask=heldout_batch["rejected_attention_mask"]).logits
+    ca, ra = average_logprobs(cl, heldout_batch["chosen_labels"]), average_logprobs(rl, heldout_batch["rejected_labels"])
+    gap = log_odds(ca) - log_odds(ra)
+    per_kind = [gap[torch.tensor([k == kind for k in heldout_kinds])].mean().item() for kind in KINDS]
+    return ca.mean().item(), ra.mean().item(), gap.mean().item(), per_kind
+
+
+def train_orpo(lam, steps=40, lr=1e-3, seed=0):
+    """From the base model: Adam on the paper's ORPO loss over trl's collated training batches."""
+    torch.manual_seed(seed)
+    order = torch.randperm(len(train_batches)).tolist()                   # batch order set by the seed
+    m = load_base(profile)
+    opt = torch.optim.AdamW(m.parameters(), lr=lr, weight_decay=0.0)
+    m.train()
+    for step in range(steps):
+        loss, _ = orpo_batch_loss(m, train_batches[order[step % len(order)]], lam)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return m.eval()
+
+
+base_row = heldout_gap(load_base(profile))
+runs = {0.0: None, LAM: None, 1.0: None}
+for lam in progress(list(runs), desc="ORPO runs"):
+    runs[lam] = heldout_gap(train_orpo(lam))
+print(f"{'':12}{'chosen logp':>12}{'rejected logp':>15}{'log odds gap':>14}" + "".join(f"{'gap ' + k:>14}" for k in KINDS))
+for name, row in [("base", base_row)] + [(f"λ = {lam}", row) for lam, row in runs.items()]:
+    print(f"{name:12}{row[0]:>12.3f}{row[1]:>15.3f}{row[2]:>14.3f}" + "".join(f"{g:>14.3f}" for g in row[3]))
+print(f"gap added by the odds-ratio term over λ = 0: λ = {LAM}: {runs[LAM][2] - runs[0.0][2]:+.3f}, "
+      f"λ = 1.0: {runs[1.0][2] - runs[0.0][2]:+.3f}; by SFT alone over the base: {runs[0.0][2] - base_row[2]:+.3f}")
+
+# %% [markdown]
+# An honest, mostly negative result on this data. The gradient table says the SFT term's descent direction widens
+# the gap far more than the odds-ratio term's (its gradient is two orders of magnitude larger), and the runs agree:
+# SFT alone — λ = 0 — raises the chosen responses much more than the rejected ones and does most of the
+# separating; λ > 0 adds a little more gap, more with larger λ (the last printed line), by pushing the rejected
+# responses down. The tiny world's rejections are easy to tell apart from the chosen answers, so a contrastive term
+# has little left to do; compare the per-kind columns to see where it adds most. ORPO's term earns its keep when
+# SFT on the chosen responses would also lift the rejected ones — the paper's motivation (their Fig. 3: SFT raises
+# rejected log-probs alongside chosen); Day 6 measures ORPO on on-policy pairs.
+
+# %% [markdown]
 # **Interview answers this notebook backs with numbers**
 # - *ORPO vs DPO?* DPO: two stages (SFT, then preferences), a frozen reference, summed log-probs, β-scaled
 #   log-ratios. ORPO: one stage, one model, SFT NLL + λ·odds-ratio term on length-normalised probabilities.
@@ -319,4 +457,7 @@ print("at P_w = 0.98: log odds ratio =", round((log_odds(p_w[-1:].log()) - log_o
 #   the loss itself; the odds-ratio term is a bounded contrast on top (§5). DPO's reference plays the anchoring role
 #   that RLHF's KL penalty plays (notebook 1, §7).
 # - *Is your ORPO the same as trl's?* Same batch, same λ: equal to `ORPOTrainer`'s loss and its `nll_loss`,
-#   `log_odds_ratio`, `log_odds_chosen` to 1e-5 (§4) — including trl's choice of the NLL over prompt + response.
+#   `log_odds_ratio`, `log_odds_chosen` to 1e-5 (§4) with `nll_over="prompt+response"`: trl's NLL covers the prompt
+#   too, the paper's only the response (the graded default).
+# - *The odds-ratio term is tiny in the loss — does it matter?* Its gradient widens the chosen/rejected gap that
+#   SFT alone barely moves; λ = 0 vs λ > 0 on held-out pairs (§6).
