@@ -67,10 +67,12 @@ def lora_config(r: int = 16, alpha: int = 32, dropout: float = 0.0, targets="all
 def train_sft(model, tokenizer, examples: list[Example], *, template: str | None = None, lora=None,
               max_steps: int = 150, learning_rate: float = 3e-3, batch_size: int = 16, seed: int = 0,
               warmup_ratio: float = 0.03, scheduler: str = "cosine", max_length: int = 128,
-              output_dir: str | None = None, progress: bool = False, **config):
+              output_dir: str | None = None, progress: bool = False, adapter_dtype=None, **config):
     """Fine-tune ``model`` on ``examples`` in a chat template; return (trained model, per-step losses).
 
     ``lora`` is a peft ``LoraConfig`` (adapter-only training) or None (full fine-tune). Runs where the model is.
+    ``adapter_dtype`` (e.g. ``torch.float32``) casts the trainable weights after trl has set the model up: trl casts
+    a 4-bit model's adapters to bf16 (the QLoRA paper's setting), which a fp32-compute tiny model learns slowly in.
     """
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -95,6 +97,10 @@ def train_sft(model, tokenizer, examples: list[Example], *, template: str | None
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
+    if adapter_dtype is not None:
+        for p in trainer.model.parameters():
+            if p.requires_grad:
+                p.data = p.data.to(adapter_dtype)
     trainer.train()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     # accelerate wraps forward in autocast for mixed precision; hand back the plain model, which computes exactly

@@ -68,6 +68,63 @@ def test_reference_reward_loss_equals_trl_reward_trainer():
     assert abs(loss.item() - 0.6931) > 1e-3, "rewards must differ between chosen and rejected"
 
 
+@pytest.fixture(scope="module")
+def rm_world():
+    """Notebook 1's reward-model cells (definitions only), on the tiny profile, one thread."""
+    from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.notebook import quiet
+    from course.tinyworld.preferences import off_topic_preferences
+    from course.tinyworld.tasks import examples
+    from course.training import train_sft
+
+    quiet()
+    torch.set_num_threads(1)
+    prefs = load_preference_data()
+    ns = solution_namespace(RM_SRC, {"last_non_pad_index", "bradley_terry_loss", "reward_batch_loss"}, PRELUDE,
+                            profile="tiny", tokenizer=load_tokenizer("tiny"), load_base=load_base, prefs=prefs,
+                            train_sft=train_sft, examples=examples, SFT_STEPS=30,
+                            off_topic={s: [p.as_dict() for p in off_topic_preferences(s)] for s in ("train", "heldout")})
+    exec(cell_source(RM_SRC, "given_reward_model").split("torch.manual_seed(0)")[0], ns)
+    exec(cell_source(RM_SRC, "given_train_reward_model").split("acc_curve, loss_curve")[0], ns)
+    exec(cell_source(RM_SRC, "given_sft_likelihood").split("sft = sft_model()")[0], ns)
+    exec(cell_source(RM_SRC, "given_likelihood_reward_model").split("competent_rm =")[0], ns)
+    return ns
+
+
+def test_off_topic_pairs_answer_another_question():
+    from course.tinyworld.preferences import judge, off_topic_preferences
+
+    pairs = off_topic_preferences("heldout")
+    assert pairs == off_topic_preferences("heldout"), "deterministic"
+    for p in pairs:
+        assert p.rejected != p.chosen and judge(p.category, p.key, p.chosen)["correct"]
+        assert not judge(p.category, p.key, p.rejected)["correct"]
+    same_family = sum(judge(p.category, p.key, p.rejected)["complete"] for p in pairs) / len(pairs)
+    assert 0.5 < same_family < 1, f"mostly another item of the same family, sometimes another family: {same_family}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_competent_reward_model_knows_the_facts_the_trunk_model_misses(rm_world, seed):
+    """The lesson of notebook 1 §3–4 on each seed: the trunk-only reward model is near chance on wrong-fact pairs;
+    the likelihood reward model on the SFT model is well above it, and good on off-topic answers."""
+    ns = rm_world
+    rows, test = ns["train_rows"], ns["test_rows"]
+    torch.manual_seed(seed)
+    trunk = ns["RewardModel"](ns["load_base"]("tiny"), ns["tokenizer"].pad_token_id)
+    ns["train_reward_model"](trunk, rows, ns["valid_rows"], steps=40, seed=seed)
+    with torch.no_grad():
+        trunk_acc = ns["accuracy_by_kind"](*trunk.eval()(**ns["pair_batch"](test)).chunk(2), test)
+    rm = ns["LikelihoodRewardModel"](ns["sft_model"](seed=seed))
+    rm.fit(rows)
+    prompts = [r["prompt"] for r in test]
+    with torch.no_grad():
+        acc = ns["accuracy_by_kind"](rm(prompts, [r["chosen"] for r in test]), rm(prompts, [r["rejected"] for r in test]), test)
+    assert trunk_acc["wrong"] < 0.65 and trunk_acc["curt"] > 0.9, f"seed {seed}: trunk {trunk_acc}"
+    assert acc["wrong"] > 0.8 and acc["wrong"] > trunk_acc["wrong"] + 0.2, f"seed {seed}: {acc} vs trunk {trunk_acc}"
+    assert acc["off_topic"] > 0.7 and acc["all"] > trunk_acc["all"], f"seed {seed}: {acc} vs trunk {trunk_acc}"
+
+
 # ---------------------------------------------------------------- notebook 2: PPO pieces on more cases
 
 

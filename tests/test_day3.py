@@ -193,7 +193,7 @@ def test_reference_orpo_equals_trl(tiny, lam):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
     """nb2 §5 on each seed (batch order): with Adam, β ×10 in the unsaturated regime leaves the held-out margin
-    within 25 %, while a large β (saturated) moves the policy less (margin and KL); with SGD β ×10 moves it > 2× more."""
+    within 25 %, while a large β (σ(−βΔ) less than half as large: saturating) moves the policy less (margin, KL); with SGD β ×10 moves it > 2× more."""
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
 
@@ -211,5 +211,5 @@ def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
            for o, b in [("adam", 0.001), ("adam", 0.01), ("adam", 1.0), ("sgd", 0.001), ("sgd", 0.01)]}
     (kl_a, d_a, w_a), (_, d_b, _), (kl_big, d_big, w_big) = run["adam", 0.001], run["adam", 0.01], run["adam", 1.0]
     assert 0.75 < d_b / d_a < 1.25, (d_a, d_b)
-    assert d_big < 0.6 * d_a and kl_big < kl_a and w_big < 0.1 < w_a, run
+    assert d_big < 0.6 * d_a and kl_big < kl_a and w_big < 0.5 * w_a, run
     assert run["sgd", 0.01][1] > 2 * run["sgd", 0.001][1] > 0, run

@@ -4,6 +4,7 @@ kill; the GPU benchmark's dry run. Full autograde + mutants: tests/test_days_aut
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -147,13 +148,19 @@ def test_lab_two_cpu_processes_ddp(tmp_path):
     """accelerate launch, 2 processes on the CPU (gloo): data sharded, replicas equal, the step count halves."""
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                 str(ROOT / "configs" / "accelerate" / "cpu_ddp.yaml")]
-    proc = run_lab("--output-dir", str(tmp_path / "ddp"), "--max-train-examples", "64", "--no-eval", launcher=launcher)
+    from course.profiles import get_profile
+
+    p = get_profile("tiny")
+    proc = run_lab("--output-dir", str(tmp_path / "ddp"), "--max-train-examples", "16", "--no-eval", launcher=launcher)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = result_of(proc)
     schedule = lab_schedule()
     assert r["world_size"] == 2 and r["backend"] == "gloo" and r["replicas_equal"] is True
-    assert r["max_steps"] == r["global_step"] == schedule(64, 8, 2, world_size=2)[0] == 2
-    assert r["effective_batch"] == 32 and (tmp_path / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
+    want = schedule(16, p.per_device_batch_size, p.gradient_accumulation_steps, p.epochs, world_size=2)[0]
+    assert want == schedule(16, p.per_device_batch_size, p.gradient_accumulation_steps, p.epochs)[0] // 2
+    assert r["max_steps"] == r["global_step"] == want
+    assert r["effective_batch"] == 2 * p.effective_batch_size
+    assert (tmp_path / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.slow
@@ -192,3 +199,70 @@ def _tiny_fields():
     import qlora_gpu
 
     return qlora_gpu.TINY_MISTRAL
+
+
+def test_base_format_loss_same_on_both_padding_sides(tok):
+    """Mistral's tokenizer pads on the left: the lab's hand-computed loss must mask the prompt per row either way,
+    and equal the mean of per-row response-only losses computed without any padding."""
+    from course.loading import load_base
+    from course.tinyworld.tasks import examples
+    from course.training import conversational
+
+    base = load_base("tiny").eval()
+    rows = conversational(examples("heldout", families=["capital", "addition", "units"])[::5][:8])
+    want = []
+    for r in rows:
+        p = tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False)
+        ids = torch.tensor([tok(full, add_special_tokens=False)["input_ids"]])
+        lab = ids.clone()
+        lab[0, :len(tok(p, add_special_tokens=False)["input_ids"])] = -100
+        with torch.no_grad():
+            want.append(base(input_ids=ids, labels=lab).loss.item())
+    losses = {}
+    for side in ("right", "left"):
+        t = copy.deepcopy(tok)
+        t.padding_side = side
+        ns = solution_namespace(LAB_NB, {"base_format_loss"}, "import torch\n", tok=t,
+                                profile=type("P", (), {"max_seq_len": 128}))
+        assert abs(ns["base_format_loss"](base, rows, batch_size=1) - sum(want) / len(want)) < 1e-5, side
+        losses[side] = ns["base_format_loss"](base, rows, batch_size=4)      # rows of different lengths: padding
+    assert abs(losses["left"] - losses["right"]) < 1e-4, losses
+
+
+def _run_notebook(nb, seed: int, tail: str, skip=(), threads: int = 1) -> dict:
+    """Run a notebook source's code cells (those containing a ``skip`` string left out) on tiny with this SEED and
+    torch thread count; ``tail`` prints ``RESULT {json}`` from the notebook's names."""
+    cells = [src for _, src in code_cells(nb) if not any(k in src for k in skip)]
+    cells[0] = cells[0].replace("SEED = 0", f"SEED = {seed}")
+    assert f"SEED = {seed}" in cells[0]
+    script = "import matplotlib\nmatplotlib.use('Agg')\n" + "\n\n".join(cells) + "\nimport json\n" + tail + "\n"
+    env = {**ENV, "COURSE_PROFILE": "tiny", "COURSE_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900, cwd=ROOT,
+                          env=env)
+    return result_of(proc)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2])
+def test_qlora_lab_outcome_on_other_seeds(seed):
+    """The lab's claims hold on seeds 1 and 2 too (seed 0 is the notebook itself, whose cells assert them)."""
+    r = _run_notebook(LAB_NB, seed, 'print("RESULT " + json.dumps({"em_before": em_before, "em_after": em_after, '
+                      '"formatted": formatted, "by_family": by_family, "first": first, "last": last}))',
+                      skip=("fp_trainer",))
+    assert r["em_before"] == 0.0
+    assert r["em_after"] >= r["em_before"] + 0.5, r
+    assert r["formatted"] >= 0.9, r
+    for fam in ("capital", "antonym", "plural", "addition"):      # the families this run learns
+        assert r["by_family"][fam] >= 0.6, (fam, r["by_family"])
+    assert r["last"] < 0.6 * r["first"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed,threads", [(1, 1), (2, 1), (0, 2)])
+def test_template_mismatch_ordering_on_seeds_and_threads(seed, threads):
+    """Trained in ChatML, served best in ChatML — on other seeds and at another thread count (the old setup tied at
+    one thread)."""
+    r = _run_notebook(TEMPLATES_NB, seed, 'print("RESULT " + json.dumps(served))', skip=("real = load_tokenizer",
+                      "for add_bos in"), threads=threads)
+    assert r["chatml"] > max(r["alpaca"], r["llama3"]), r

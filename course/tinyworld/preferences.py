@@ -7,6 +7,9 @@ these, named by ``kind``:
 - ``curt``: only the bare answer word, no sentence (format);
 - ``rambling``: the right sentence followed by filler (concision).
 
+``off_topic_preferences`` adds a fourth kind, ``off_topic``: the rejected response is a correct answer to a
+*different* question (mostly another item of the same family) — the error a briefly fine-tuned policy makes most.
+
 ``judge`` checks all three properties by rule, so any preference can be verified by code.
 """
 
@@ -59,6 +62,22 @@ def preferences(split: str = "train", seed: int = SPLIT_SEED) -> list[Preference
     for i, ex in enumerate(examples(split, seed=seed)):
         kind = KINDS[i % len(KINDS)]
         out.append(Preference(ex.instruction, ex.response, rejected_response(ex, kind, rng), kind, ex.category, ex.key))
+    return out
+
+
+def off_topic_preferences(split: str = "train", seed: int = SPLIT_SEED, other_family: float = 0.3) -> list[Preference]:
+    """One pair per instruction example whose rejected response answers another question: another item of the same
+    family, or (with probability ``other_family``) an item of another family. Deterministic for a split and seed."""
+    rng = random.Random(f"off-topic-{split}-{seed}")
+    exs = examples(split, seed=seed)
+    by_family: dict[str, list[Example]] = {}
+    for ex in exs:
+        by_family.setdefault(ex.category, []).append(ex)
+    out = []
+    for ex in exs:
+        pool = exs if rng.random() < other_family else by_family[ex.category]
+        other = rng.choice([o for o in pool if o.key != ex.key])
+        out.append(Preference(ex.instruction, ex.response, other.response, "off_topic", ex.category, ex.key))
     return out
 
 

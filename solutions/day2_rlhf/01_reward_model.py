@@ -14,12 +14,15 @@
 #
 # 1. preference data: (prompt, chosen, rejected) triplets — where they come from, and the tiny world's set;
 # 2. a reward model from scratch: the tiny model plus a scalar head that reads the **last non-pad token**;
-# 3. the Bradley–Terry loss $\mathcal{L}_{RM} = -\log\sigma\big(r(x, y_w) - r(x, y_l)\big)$, trained, with held-out
-#    pair accuracy over the steps;
-# 4. **equal to trl**: on the same batch and weights, our loss is `trl.RewardTrainer`'s.
+# 3. the Bradley–Terry loss $\mathcal{L}_{RM} = -\log\sigma\big(r(x, y_w) - r(x, y_l)\big)$, trained and
+#    early-stopped on held-out pairs, its accuracy measured **per kind of error**;
+# 4. a competent reward model: what the trunk-only model misses, the SFT model's own likelihood knows;
+# 5. **equal to trl**: on the same batch and weights, our loss is `trl.RewardTrainer`'s.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
+RM_STEPS = 40        # reward-model training steps (early-stopped on validation pairs)
+SFT_STEPS = 30       # supervised fine-tuning steps of the SFT model §4 reads (notebook 2's starting policy)
 
 # %%
 from course.notebook import setup
@@ -27,6 +30,8 @@ from course.notebook import setup
 profile = setup(PROFILE)
 
 # %%
+import contextlib
+import io
 import math
 from collections import Counter
 
@@ -39,7 +44,9 @@ from trl import RewardConfig, RewardTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
 from course.plotting import plot_curves, plt
-from course.tinyworld.preferences import judge_score
+from course.tinyworld.preferences import judge_score, off_topic_preferences
+from course.tinyworld.tasks import examples
+from course.training import train_sft
 
 torch.manual_seed(0)
 tokenizer = load_tokenizer(profile)
@@ -59,12 +66,17 @@ print(prefs)
 #
 # The tiny world's set was made by rule: the chosen response is correct, complete and concise; the rejected one
 # breaks exactly one of these (`kind`). Its rule judge scores any response 0–3, so every pair can be checked.
+# We add a fourth kind, **off-topic**: a correct answer to a *different* question ("How do you say more than one
+# mouse?" → "The plural of dish is dishes."). It is the error a briefly fine-tuned policy makes most (notebook 2),
+# so a reward model that PPO will optimise against must have seen it.
 
 # %%
 for kind in ("wrong", "curt", "rambling"):
     row = next(r for r in prefs["test"] if r["kind"] == kind)
     print(f"[{kind}] prompt: {row['prompt']!r}\n    chosen:   {row['chosen']!r}\n    rejected: {row['rejected']!r}")
-print("pairs per kind (train):", dict(Counter(prefs["train"]["kind"])))
+off_topic = {split: [p.as_dict() for p in off_topic_preferences(split)] for split in ("train", "heldout")}
+print(f"[off_topic] rejected: {off_topic['heldout'][0]['rejected']!r} for {off_topic['heldout'][0]['prompt']!r}")
+print("pairs per kind (train):", dict(Counter(prefs["train"]["kind"])), "+ off_topic", len(off_topic["train"]))
 agree = sum(judge_score(r["category"], r["key"], r["chosen"]) > judge_score(r["category"], r["key"], r["rejected"])
             for r in prefs["train"])
 print(f"the judge prefers the chosen response in {agree} of {len(prefs['train'])} training pairs")
@@ -136,6 +148,9 @@ assert _idx.tolist() == [4, 4], f"left padding: the last token is the last posit
 ### BEGIN HIDDEN TESTS
 _ids = torch.tensor([[3, 0, 3, 3, 3], [0, 0, 3, 3, 0]])
 assert last_non_pad_index(_ids, 3).tolist() == [1, 4], "pad_token_id is a parameter (here 3), not always 0"
+_idx = last_non_pad_index(torch.tensor([[0, 0, 0], [0, 4, 0]]), 0)
+assert _idx.tolist() == [0, 1], "an all-padding row pools position 0, as transformers' argmax does (no crash, no −1)"
+assert last_non_pad_index(torch.tensor([[7], [0]]), 0).tolist() == [0, 0], "length-1 sequences"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -221,6 +236,12 @@ assert torch.isfinite(_big) and abs(_big.item() - 200.0) < 1e-3, \
 ### BEGIN HIDDEN TESTS
 assert abs(bradley_terry_loss(torch.tensor([2.0, 2.0]), torch.tensor([1.0, 1.0])).item()
            - math.log(1 + math.exp(-1.0))) < 1e-6, "a mean, not a sum"
+_rc = torch.tensor([1000.0, -1000.0, 3.0], requires_grad=True)
+_loss = bradley_terry_loss(_rc, torch.tensor([0.0, 0.0, 3.0]))
+_loss.backward()
+assert torch.isfinite(_loss) and abs(_loss.item() - (0.0 + 1000.0 + math.log(2)) / 3) < 1e-2, \
+    f"margins +1000, −1000 and a tie: losses 0, 1000, log 2 (finite); got {_loss.item()}"
+assert torch.isfinite(_rc.grad).all() and abs(_rc.grad[1].item() + 1 / 3) < 1e-5, "finite gradients at huge margins"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -259,25 +280,33 @@ _loss, _acc = reward_batch_loss(_SumModel(), _batch)
 assert _acc == 0.5, "a tie (2 vs 2) is not a win: strict >"
 ### BEGIN HIDDEN TESTS
 assert abs(_loss.item() - (math.log(2) + math.log(1 + math.exp(-4.0))) / 2) < 1e-6
+_batch = {"input_ids": torch.tensor([[4], [4], [4], [4]]), "attention_mask": torch.ones(4, 1, dtype=torch.long)}
+_loss, _acc = reward_batch_loss(_SumModel(), _batch)
+assert _acc == 0.0 and abs(_loss.item() - math.log(2)) < 1e-6, "all ties: accuracy 0, loss log 2"
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Train it
-# Given: a plain loop — AdamW, batches of 16 pairs, the held-out pair accuracy measured every few steps on 64
-# held-out pairs (prompts about items the training pairs never mention).
+# Given: a plain loop — AdamW, batches of 16 pairs drawn from all four kinds, the pair accuracy measured every few
+# steps on 96 **validation** pairs (prompts about items the training pairs never mention). Reward models overfit
+# fast (InstructGPT trained theirs for one epoch), so the loop keeps the weights of the best validation step
+# (**early stopping**); the report below uses the *other* held-out pairs.
 
 # %% nbgrader={"grade": false, "grade_id": "given_train_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def train_reward_model(model, rows, eval_rows, steps=30, batch_size=16, lr=2e-3, every=5, seed=0):
-    """Train in place with the Bradley–Terry loss; return [(step, held-out accuracy)], [(step, train loss)]."""
+def train_reward_model(model, rows, eval_rows, steps=40, batch_size=16, lr=2e-3, every=5, seed=0):
+    """Train in place with the Bradley–Terry loss, then restore the weights of the best validation step.
+    Returns [(step, validation accuracy)], [(step, train loss)], the best step."""
     g = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     eval_batch = pair_batch(eval_rows)
-    accuracy, losses = [], []
+    accuracy, losses, best = [], [], (-1.0, 0, None)
     for step in range(steps + 1):
         if step % every == 0:
             model.eval()
             with torch.no_grad():
                 accuracy.append((step, reward_batch_loss(model, eval_batch)[1]))
+            if accuracy[-1][1] > best[0]:
+                best = (accuracy[-1][1], step, {k: v.clone() for k, v in model.state_dict().items()})
             model.train()
         if step == steps:
             break
@@ -287,43 +316,159 @@ def train_reward_model(model, rows, eval_rows, steps=30, batch_size=16, lr=2e-3,
         loss.backward()
         optimizer.step()
         losses.append((step + 1, loss.item()))
-    return accuracy, losses
+    model.load_state_dict(best[2])
+    return accuracy, losses, best[1]
 
 
-train_rows, test_rows = list(prefs["train"]), list(prefs["test"])
-acc_curve, loss_curve = train_reward_model(reward_model, train_rows, test_rows[:64])
+KINDS = ("wrong", "curt", "rambling", "off_topic")
+
+
+def accuracy_by_kind(r_chosen, r_rejected, rows):
+    """Pair accuracy (strict r_w > r_l) overall and per kind of rejected response."""
+    wins = r_chosen > r_rejected
+    kinds = [r["kind"] for r in rows]
+    out = {k: wins[torch.tensor([x == k for x in kinds])].float().mean().item() for k in KINDS}
+    return {"all": wins.float().mean().item(), **out}
+
+
+train_rows = list(prefs["train"]) + off_topic["train"]
+heldout = list(prefs["test"]) + off_topic["heldout"]
+valid_rows, test_rows = heldout[::4][:96], [r for i, r in enumerate(heldout) if i % 4 or i // 4 >= 96]
+acc_curve, loss_curve, best_step = train_reward_model(reward_model, train_rows, valid_rows, steps=RM_STEPS)
 reward_model.eval()
-print("held-out pair accuracy by step:", [(s, round(a, 3)) for s, a in acc_curve])
+print("validation pair accuracy by step:", [(s, round(a, 3)) for s, a in acc_curve])
+print(f"kept the weights of step {best_step} (validation accuracy {max(a for _, a in acc_curve):.3f})")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 plot_curves({"train BT loss": tuple(zip(*loss_curve))}, ax=axes[0], title="Bradley–Terry loss", smooth_window=5)
-plot_curves({"held-out pair accuracy": tuple(zip(*acc_curve))}, ax=axes[1], title="held-out pairs: r_w > r_l",
+plot_curves({"validation pair accuracy": tuple(zip(*acc_curve))}, ax=axes[1], title="validation pairs: r_w > r_l",
             ylabel="accuracy")
 plt.show()
 
 # %% [markdown]
-# Accuracy on **all** held-out pairs, by kind of rejected response:
+# Accuracy on the held-out test pairs, by kind of rejected response:
 
 # %%
-full = pair_batch(test_rows)
 with torch.no_grad():
-    r_chosen, r_rejected = reward_model(**full).chunk(2)
-kinds = [r["kind"] for r in test_rows]
-by_kind = {k: (r_chosen > r_rejected)[torch.tensor([x == k for x in kinds])].float().mean().item()
-           for k in ("wrong", "curt", "rambling")}
-overall = (r_chosen > r_rejected).float().mean().item()
-print(f"all {len(test_rows)} held-out pairs: {overall:.1%}")
-for k, v in by_kind.items():
-    print(f"  rejected = {k:9} {v:.1%}")
+    trunk_acc = accuracy_by_kind(*reward_model(**pair_batch(test_rows)).chunk(2), test_rows)
+print(f"{len(test_rows)} held-out test pairs:", "  ".join(f"{k} {v:.1%}" for k, v in trunk_acc.items()))
 
 # %% [markdown]
-# Read the table: the *format* kinds (`curt`, `rambling`) are what a 1-million-parameter trunk picks up in thirty steps;
-# telling a **wrong** fact from the right one needs knowledge the reward model does not reliably have (compare that
-# row with 50 %, a coin flip). A reward model is a learned, imperfect proxy of the preferences — notebook 3 shows what
-# a policy does with the gaps.
+# Read the table: the *format* kinds (`curt`, `rambling`) are what a 1-million-parameter trunk picks up in a few dozen
+# steps; `off_topic` (does the answer match the question?) comes partly; telling a **wrong** fact from the right one is
+# near 50 %, a coin flip: the score head on the last hidden state does not reach the facts the model knows.
 #
-# ## 4. Equal to trl's `RewardTrainer`
+# ## 4. A competent reward model
+# Real reward models start from the SFT model (InstructGPT: a 6B SFT model with its unembedding replaced by a scalar
+# head), so what the language model knows is there to be read. Our tiny SFT model *does* know which answer is right:
+# the mean log-probability it gives a response, $\bar\ell(y\mid x) = \frac1{|y|}\sum_t \log\pi_\text{SFT}(y_t\mid x,
+# y_{<t})$, orders the pairs below. Alone it has a blind spot: a response likely under *any* prompt scores high for
+# every prompt. Pointwise mutual information, $\bar\ell(y\mid x) - \bar\ell(y\mid \varnothing)$ (the same response after an
+# empty prompt), measures how much the response depends on *this* question.
+# Given: the SFT model (notebook 2's starting policy: a full fine-tune on the tiny-world tasks), its mean
+# log-probability of a response, and how well each signal alone orders the held-out test pairs.
+
+# %% nbgrader={"grade": false, "grade_id": "given_sft_likelihood", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def sft_model(steps=SFT_STEPS, seed=0):
+    """A full fine-tune with trl's SFTTrainer, returned as a fresh frozen model (trl patches forward in place)."""
+    with contextlib.redirect_stdout(io.StringIO()):          # trl prints one log line per step
+        trained, _ = train_sft(load_base(profile), tokenizer, examples("train"), lora=None, max_steps=steps,
+                               learning_rate=2e-3, seed=seed)
+    model = load_base(profile)
+    model.load_state_dict(trained.state_dict())
+    return model.eval().requires_grad_(False)
+
+
+def prompts_of(rows):
+    return [r["prompt"] for r in rows]
+
+
+@torch.no_grad()
+def mean_logprob(lm, prompts, responses):
+    """(N,) mean over the response tokens (the assistant turn, its end token included) of log π(y_t | x, y_<t)."""
+    seqs, starts = [], []
+    for p, r in zip(prompts, responses):
+        user = [{"role": "user", "content": p}]
+        starts.append(len(tokenizer.apply_chat_template(user, tokenize=True, add_generation_prompt=True,
+                                                        return_dict=True)["input_ids"]))
+        seqs.append(chat_ids(p, r))
+    T = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [tokenizer.pad_token_id] * (T - len(s)) for s in seqs])          # (N, T)
+    lens, starts = torch.tensor([len(s) for s in seqs]), torch.tensor(starts)
+    pos = torch.arange(T)
+    logits = lm(input_ids=ids, attention_mask=(pos < lens[:, None]).long()).logits         # (N, T, V)
+    token_logp = logits[:, :-1].log_softmax(-1).gather(2, ids[:, 1:, None]).squeeze(-1)      # (N, T-1): scores t+1
+    in_response = ((pos[1:] >= starts[:, None]) & (pos[1:] < lens[:, None])).float()
+    return (token_logp * in_response).sum(-1) / in_response.sum(-1)
+
+
+sft = sft_model()
+lp = {side: mean_logprob(sft, prompts_of(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
+lp_empty = {side: mean_logprob(sft, [""] * len(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
+signals = {"trunk reward model (§3)": trunk_acc,
+           "mean log-prob ℓ̄(y|x)": accuracy_by_kind(lp["chosen"], lp["rejected"], test_rows),
+           "PMI ℓ̄(y|x) − ℓ̄(y|∅)": accuracy_by_kind(lp["chosen"] - lp_empty["chosen"],
+                                                   lp["rejected"] - lp_empty["rejected"], test_rows)}
+print(f"{'signal':28}" + "".join(f"{k:>11}" for k in trunk_acc))
+for name, accs in signals.items():
+    print(f"{name:28}" + "".join(f"{v:11.1%}" for v in accs.values()))
+
+# %% [markdown]
+# The competent reward model reads both numbers: $r(x, y) = w_1\,\bar\ell(y\mid x) + w_2\,\big(\bar\ell(y\mid x) -
+# \bar\ell(y\mid\varnothing)\big) + b$ on the frozen SFT model, with $(w_1, w_2, b)$ fitted by **your** Bradley–Terry loss
+# on the training pairs. Two features, so it cannot overfit; it is judged on the same held-out test pairs.
+
+# %% nbgrader={"grade": false, "grade_id": "given_likelihood_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
+class LikelihoodRewardModel(nn.Module):
+    """r(x, y) = head(ℓ̄(y|x), ℓ̄(y|x) − ℓ̄(y|∅)) on a frozen LM; only the 3 head parameters are trained."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+        self.head = nn.Linear(2, 1)
+        nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
+
+    def features(self, prompts, responses):
+        """(N, 2): mean log-prob after the prompt, and its excess over the same response after an empty prompt."""
+        cond = mean_logprob(self.lm, prompts, responses)
+        return torch.stack([cond, cond - mean_logprob(self.lm, [""] * len(prompts), responses)], -1)
+
+    def forward(self, prompts, responses):
+        """N prompts and responses -> rewards (N,)."""
+        return self.head(self.features(prompts, responses)).squeeze(-1)
+
+    def fit(self, rows, steps=200, lr=0.05):
+        """Full-batch Adam on the head with the Bradley–Terry loss; returns the final loss."""
+        f_chosen = self.features(prompts_of(rows), [r["chosen"] for r in rows])
+        f_rejected = self.features(prompts_of(rows), [r["rejected"] for r in rows])
+        optimizer = torch.optim.Adam(self.head.parameters(), lr=lr)
+        for _ in range(steps):
+            loss = bradley_terry_loss(self.head(f_chosen).squeeze(-1), self.head(f_rejected).squeeze(-1))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return loss.item()
+
+
+competent_rm = LikelihoodRewardModel(sft)
+print(f"final Bradley–Terry loss {competent_rm.fit(train_rows):.3f};  head w = "
+      f"{competent_rm.head.weight.detach().numpy().round(2)}, b = {competent_rm.head.bias.item():.2f}")
+with torch.no_grad():
+    competent_acc = accuracy_by_kind(competent_rm(prompts_of(test_rows), [r["chosen"] for r in test_rows]),
+                                     competent_rm(prompts_of(test_rows), [r["rejected"] for r in test_rows]), test_rows)
+print(f"{'competent reward model':28}" + "".join(f"{v:11.1%}" for v in competent_acc.values()))
+print(f"wrong-fact pairs: trunk {trunk_acc['wrong']:.1%} -> competent {competent_acc['wrong']:.1%};  "
+      f"off-topic: {trunk_acc['off_topic']:.1%} -> {competent_acc['off_topic']:.1%}")
+
+# %% [markdown]
+# Compare the rows. The likelihood knows the facts (its `wrong` column is far above the trunk model's coin flip),
+# PMI covers its off-topic blind spot, and the fitted combination is the best overall row. This competent reward
+# model is the one notebook 2 optimises with PPO. It is still a proxy: its remaining errors are where a policy
+# that optimises it can go wrong.
+
+# %% [markdown]
+# ## 5. Equal to trl's `RewardTrainer`
 # trl's reward model is `AutoModelForSequenceClassification` with `num_labels=1`: the same trunk, a bias-free
 # `score` head, pooled at the last non-pad token. Copy our weights into one, let `RewardTrainer` evaluate a held-out
 # batch (its `compute_loss` is `-logsigmoid(chosen - rejected).mean()` over a chosen-first batch), and compare.
@@ -374,3 +519,6 @@ assert abs(_acc - trl_metrics["eval_accuracy"]) < 1e-6, "pair accuracy as trl lo
 #   `RewardTrainer` loss on the same batch (§4). It only sees *differences*: adding a constant to every reward changes
 #   nothing, which is why trl offers `center_rewards_coefficient`.
 # - *Is a reward model a faithful judge?* No — held-out accuracy by kind (§3) shows what it learned and what it did not.
+# - *Why initialise the reward model from the SFT model?* Its knowledge is what tells a wrong fact from a right one:
+#   a small head on a briefly trained trunk learns format only; the SFT model's own likelihood (with PMI for
+#   off-topic answers) reaches the facts (§4). *Why early-stop?* Held-out accuracy peaks and then falls (§3).

@@ -543,8 +543,8 @@ print("Adam: KL falls as β grows:", all(x > y for x, y in zip([sweep['adam', b]
 # Read the table:
 # - **Adam, the two smallest β**: ten times the β, nearly the same margin and KL (the ratio printed above) —
 #   β's scale was normalised away, and σ(−βΔ) is still near ½: nothing saturated.
-# - **Adam, larger β**: the weight left collapses (pairs saturated at a smaller Δ), and the margin and the KL
-#   shrink — the leash at work, *through saturation*.
+# - **Adam, larger β**: the weight left falls well below ½ (many pairs saturated at a smaller Δ), and the margin
+#   and the KL shrink — the leash at work, *through saturation*.
 # - **SGD**: the update is proportional to β, so ten times the β moves the policy several times further; here β
 #   acts as a learning rate.
 #

@@ -19,11 +19,12 @@
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
+SEED = 0
 
 # %%
 from course.notebook import setup
 
-profile = setup(PROFILE)
+profile = setup(PROFILE, seed=SEED)
 
 # %%
 import math
@@ -33,16 +34,18 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from peft import LoraConfig, prepare_model_for_kbit_training
+from transformers import AutoTokenizer
 from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
+from course.chat import ensure_chat_template
 from course.generation import evaluate_exact_match, generate
 from course.kbit import keep_training_layout, linear4bit_modules
 from course.loading import DTYPES, load_base, load_instruction_data, load_tokenizer
 from course.memory import MiB, measured_weight_bytes
+from course.paths import TINY_DOLLY
 from course.plotting import plot_curves
 from course.tinyworld.tasks import FAMILIES, Example, exact_match_by_family
-from course.tinyworld.templates import TEMPLATES
 
 for k, v in profile.as_dict().items():
     print(f"{k:28s} {v}")
@@ -60,14 +63,14 @@ for k, v in profile.as_dict().items():
 
 # %%
 tok = load_tokenizer(profile)
-if tok.chat_template is None:                 # base models such as Mistral-7B ship without one: use Alpaca's
-    tok.chat_template = TEMPLATES["alpaca"]
+template = ensure_chat_template(tok)          # base models such as Mistral-7B ship none: Alpaca with BOS once
+print(f"chat template: {template} · padding side: {tok.padding_side} · bos {tok.bos_token!r} eos {tok.eos_token!r}")
 model = load_base(profile, quantize=True)
 n4 = keep_training_layout(model)
 print("quantization config:", {k: v for k, v in model.config.quantization_config.to_dict().items()
                                 if k.startswith("bnb_4bit") or k == "load_in_4bit"})
 print(f"{n4} Linear4bit layers, e.g. {type(linear4bit_modules(model)[0]).__name__}")
-n_params = sum(p.numel() for p in load_base(profile).parameters()) if profile.name == "tiny" else None
+n_params = sum(p.numel() for p in load_base(profile).parameters()) if profile.device == "cpu" else None
 w4 = measured_weight_bytes(model)
 print(f"weights held by the 4-bit model: {w4 / MiB:.3f} MiB"
       + (f" vs {n_params * 4 / MiB:.3f} MiB in fp32 ({n_params:,} parameters)" if n_params else ""))
@@ -153,21 +156,27 @@ def to_conversation(rec):
 train_ds = Dataset.from_list([to_conversation(r) for r in data["train"]])
 print(f"{len(train_ds)} training conversations; e.g. {train_ds[0]}")
 
-
+# %% nbgrader={"grade": false, "grade_id": "base_format_loss", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def base_format_loss(model, rows, batch_size=8):
-    """Mean masked (response-only) loss of the model on these conversations, as SFTTrainer would compute it."""
+    """Mean masked (response-only) loss of the model on these conversations, as SFTTrainer would compute it.
+
+    Labels are built per row (prompt → -100) *before* padding and padded with -100 on the tokenizer's own padding
+    side: Mistral's tokenizer pads on the left, the tiny and SmolLM2 ones on the right; the loss is the same.
+    """
     losses = []
     for i in range(0, len(rows), batch_size):
-        enc, n_prompt = [], []
+        enc, lab = [], []
         for r in rows[i:i + batch_size]:
             p = tok.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True)
             full = tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False)
-            enc.append(tok(full, add_special_tokens=False)["input_ids"][:profile.max_seq_len])
-            n_prompt.append(len(tok(p, add_special_tokens=False)["input_ids"]))
+            ids = tok(full, add_special_tokens=False)["input_ids"][:profile.max_seq_len]
+            n = len(tok(p, add_special_tokens=False)["input_ids"])
+            enc.append(ids)
+            lab.append([-100] * min(n, len(ids)) + ids[n:])
         pad = tok.pad({"input_ids": enc}, return_tensors="pt")
-        labels = pad["input_ids"].masked_fill(pad["attention_mask"] == 0, -100)
-        for b, n in enumerate(n_prompt):
-            labels[b, :n] = -100
+        width = pad["input_ids"].shape[1]
+        labels = torch.tensor([[-100] * (width - len(x)) + x if tok.padding_side == "left" else x + [-100] * (width - len(x))
+                               for x in lab])
         dev = next(model.parameters()).device
         with torch.no_grad():
             losses.append(model(input_ids=pad["input_ids"].to(dev), attention_mask=pad["attention_mask"].to(dev),
@@ -175,14 +184,17 @@ def base_format_loss(model, rows, batch_size=8):
     return sum(losses) / len(losses)
 
 
+# %%
 sample = [train_ds[i] for i in range(0, len(train_ds), max(1, len(train_ds) // 64))][:64]
 base_loss = base_format_loss(model, sample)
 print(f"base model's loss on the formatted responses ({len(sample)} examples): {base_loss:.3f}")
 
 # %%
-if profile.name == "tiny":
+TINY_WORLD = profile.dataset == str(TINY_DOLLY)  # tiny-world tasks have exact answers; Dolly-15k has none
+if TINY_WORLD:
     heldout = [Example(r["instruction"], r["context"], r["response"], r["category"],
                        FAMILIES[r["category"]].parse(r["response"])[0]) for r in data["test"]]
+    heldout = heldout[::math.ceil(len(heldout) / profile.eval_count(len(heldout)))]   # the profile's eval budget
 else:                                           # Dolly has no exact-match tasks: look at a few answers instead
     heldout = None
     probe = [data["test"][i] for i in range(3)]
@@ -245,23 +257,31 @@ assert schedule(64, 8, 1, warmup_ratio=0.0) == (8, 0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 6. Training: `SFTTrainer`, one epoch
+# ## 6. Training: `SFTTrainer`
 #
-# The profile supplies every hyperparameter. Two details:
+# The profile supplies every hyperparameter: on a100 the seed's (lr 2e-4, effective batch 16, one epoch). The tiny
+# profile's were **measured**, not copied: with the seed's shape scaled down (a large learning rate, one short
+# epoch) the tiny model learns the answer *format* but copies the wrong subject into it ("What is 0 plus 6?" → "9
+# plus 7 is 16.") and held-out exact match stays low. A smaller batch and learning rate over three epochs teach it to
+# copy the question's subject; `tests/test_day4.py` checks the outcome on seeds 0–2.
+#
+# Two details:
 # - trl casts the adapters of a quantized model to **bf16** (the QLoRA paper's setting). On the tiny profile the
 #   compute dtype is fp32 and bf16 adapters learn far more slowly on a 1-M-parameter model, so we cast the trainable
 #   weights back to the profile's compute dtype before training (a no-op for a100, whose compute dtype is bf16).
 # - `logging_steps=1` keeps every step's loss for the sanity checks.
 
 # %%
+LAB_MIN_GAIN = 0.5              # the held-out exact-match gain this lesson claims on tiny (asserted below)
 out_dir = Path(tempfile.mkdtemp(prefix="day4-qlora-"))
 args = SFTConfig(
-    output_dir=str(out_dir), num_train_epochs=profile.epochs, per_device_train_batch_size=profile.per_device_batch_size,
+    output_dir=str(out_dir), num_train_epochs=profile.epochs, max_steps=profile.max_train_steps or -1,
+    per_device_train_batch_size=profile.per_device_batch_size,
     gradient_accumulation_steps=profile.gradient_accumulation_steps, learning_rate=profile.learning_rate,
     lr_scheduler_type=profile.lr_scheduler, warmup_steps=profile.warmup_ratio, optim=profile.optim,
     gradient_checkpointing=profile.gradient_checkpointing, bf16=profile.compute_dtype == "bfloat16",
     use_cpu=profile.device == "cpu", max_length=profile.max_seq_len, completion_only_loss=True,
-    logging_steps=1, save_strategy="no", report_to=[], seed=0, disable_tqdm=profile.name == "tiny",
+    logging_steps=1, save_strategy="no", report_to=[], seed=SEED, data_seed=SEED, disable_tqdm=profile.name == "tiny",
 )
 trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok, peft_config=lora)
 trainer.remove_callback(PrinterCallback)
@@ -272,14 +292,18 @@ n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
 print(f"trainable LoRA parameters: {n_train:,}")
 trainer.train()
 losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-print(f"{trainer.state.global_step} optimizer steps (schedule() said {total_steps}); "
+print(f"{trainer.state.global_step} optimizer steps (schedule() said {total_steps}"
+      f"{'' if profile.max_train_steps is None else f', capped at {profile.max_train_steps} by the profile'}); "
       f"warmup {trainer.args.get_warmup_steps(trainer.state.max_steps)} (schedule() said {warmup})")
 plot_curves({"training loss (per optimizer step)": losses}, title=f"QLoRA SFT, profile {profile.name}", smooth_window=3);
 
 # %% nbgrader={"grade": true, "grade_id": "schedule__equals_trainer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _got = schedule(len(train_ds), profile.per_device_batch_size, profile.gradient_accumulation_steps, profile.epochs, profile.warmup_ratio)
 _want = (trainer.state.max_steps, trainer.args.get_warmup_steps(trainer.state.max_steps))
-assert _got == _want, f"the Trainer ran {_want[0]} steps with {_want[1]} warmup; schedule() says {_got}"
+if profile.max_train_steps is None:                 # a profile with a step cap (small) stops the epoch early
+    assert _got == _want, f"the Trainer ran {_want[0]} steps with {_want[1]} warmup; schedule() says {_got}"
+else:
+    assert profile.steps(_got[0]) == _want[0], f"the Trainer ran {_want[0]} steps (capped); schedule() says {_got}"
 ### BEGIN HIDDEN TESTS
 assert schedule(len(train_ds), profile.per_device_batch_size, 1, 3.0, 0.1)[0] == 3 * math.ceil(len(train_ds) / profile.per_device_batch_size)
 ### END HIDDEN TESTS
@@ -289,45 +313,98 @@ assert schedule(len(train_ds), profile.per_device_batch_size, 1, 3.0, 0.1)[0] ==
 #
 # 1. *Initial loss should be the base model's loss on the format* — the first logged loss against the base model's
 #    loss on a sample of the same formatted data (not the same batch, so close, not equal).
-# 2. *Loss should drop* — the mean of the last few steps against the first few.
-# 3. *Generated responses should follow the format* — on the tiny profile, the share of held-out answers that parse
-#    as their family's answer sentence, and exact match before and after.
+# 2. *Loss should drop* — the mean of the last few steps against the first few. The seed's bands for Mistral-7B on
+#    Dolly (~2–3 at the start, ~1.0–1.5 at the end) are printed beside the measurement on Dolly.
+# 3. *Generated responses should follow the format* — on the tiny-world data, the share of held-out answers that
+#    parse as their family's answer sentence, and exact match before and after, per family.
+#
+# On the tiny profile every run is seeded and the outcome is far from each threshold, so the checks are asserts. A
+# full-size run can plateau early or start outside the seed's band without anything being wrong, so there they are
+# printed as warnings: read them, the run goes on.
 
 # %%
+def sanity(ok, message):
+    """Assert on the tiny profile (deterministic there); on full-size profiles print a warning and go on."""
+    if profile.name == "tiny":
+        assert ok, message
+    print(("   ok: " if ok else "   WARNING: ") + message)
+    return ok
+
+
 k = max(1, len(losses) // 8)
 first, last = sum(losses[:k]) / k, sum(losses[-k:]) / k
 print(f"1. first-step loss {losses[0]:.3f} vs the base model's loss on the format {base_loss:.3f} "
       f"(ratio {losses[0] / base_loss:.3f})")
-print(f"2. mean loss over the first {k} steps {first:.3f} → last {k} steps {last:.3f}")
-assert abs(losses[0] / base_loss - 1) < 0.25, "the first step must start at the base model's loss (B = 0)"
-assert last < 0.6 * first, "the loss must fall over the epoch"
+sanity(abs(losses[0] / base_loss - 1) < 0.25, "the first step starts within 25 % of the base model's loss (B = 0)")
+print(f"2. mean loss over the first {k} steps {first:.3f} → last {k} steps {last:.3f} (ratio {last / first:.3f})")
+sanity(last < 0.6 * first, "the loss falls below 0.6× its start over the run")
+if "dolly-15k" in profile.dataset:                  # the seed's figures are for a 7B model on Dolly-15k
+    sanity(2.0 <= losses[0] <= 3.0, f"seed band: initial loss ~2–3 (measured {losses[0]:.3f})")
+    sanity(1.0 <= last <= 1.5, f"seed band: final loss ~1.0–1.5 (measured {last:.3f})")
 
 # %%
 tuned = trainer.model
 if heldout:
     em_after, gens_after = evaluate_exact_match(tuned, tok, heldout)
     formatted = sum(FAMILIES[e.category].parse(g) is not None for e, g in zip(heldout, gens_after)) / len(heldout)
+    by_family = exact_match_by_family(heldout, gens_after)
     print(f"3. held-out answers in their family's answer format: {formatted:.3f}")
-    print(f"   exact match {em_before:.3f} → {em_after:.3f} (gain {em_after - em_before:+.3f}); by family after: "
-          f"{exact_match_by_family(heldout, gens_after)}")
+    print(f"   exact match {em_before:.3f} → {em_after:.3f} (gain {em_after - em_before:+.3f}) on {len(heldout)} tasks")
+    print("   by family after: " + " · ".join(f"{f} {v:.2f}" for f, v in by_family.items()))
     for e, g in list(zip(heldout, gens_after))[::40]:
         print(f"   {e.instruction!r} → {g!r}")
-    assert em_after >= em_before + 0.1, "one epoch of QLoRA must raise held-out exact match"
+    sanity(formatted >= 0.9, f"at least 90 % of held-out answers follow the format ({formatted:.3f})")
+    sanity(em_after >= em_before + LAB_MIN_GAIN, f"QLoRA raises held-out exact match by ≥ {LAB_MIN_GAIN} "
+           f"({em_before:.3f} → {em_after:.3f})")
 else:
     prompts = [tok.apply_chat_template(to_conversation(r)["prompt"], tokenize=False, add_generation_prompt=True) for r in probe]
     for r, g in zip(probe, generate(tuned, tok, prompts, max_new_tokens=128)):
         print(f"3. {r['instruction']!r}\n   → {g!r}")
 
 # %% [markdown]
-# ## 8. Save the adapter; its size on disk
+# ### Is it the 4 bits? The same LoRA on the full-precision base
 #
-# Only the adapter is saved (`adapter_model.safetensors` + `adapter_config.json`): the base stays where it is. Its
-# size is the LoRA parameter count times the bytes per weight it is stored in. For the a100 profile that is Mistral-7B's
+# Where a family stays low, two explanations compete: NF4 rounding of the base, or the limit of a 1.1 M-parameter
+# model at this budget. Train the **same** adapter with the **same** config, data order and steps on the fp32 base
+# and compare family by family (tiny-world profiles only: one more training run).
+
+# %%
+if heldout:
+    fp_trainer = SFTTrainer(model=load_base(profile), args=args, train_dataset=train_ds, processing_class=tok,
+                            peft_config=lora)
+    fp_trainer.remove_callback(PrinterCallback)
+    fp_trainer.train()
+    em_fp, gens_fp = evaluate_exact_match(fp_trainer.model, tok, heldout)
+    fp_by_family = exact_match_by_family(heldout, gens_fp)
+    print(f"{'family':10} {'QLoRA (NF4 base)':>17} {'LoRA (fp32 base)':>17}")
+    for f in by_family:
+        print(f"{f:10} {by_family[f]:17.2f} {fp_by_family[f]:17.2f}")
+    print(f"{'all':10} {em_after:17.3f} {em_fp:17.3f}   ({len(heldout)} held-out tasks, {trainer.state.global_step} steps each)")
+
+# %% [markdown]
+# Read the two columns family by family. Where both are high, the 4-bit base costs nothing measurable. Where both
+# stay low (here the animal sounds and the unit conversions: the model copies a *training* subject into the answer,
+# or misreads a number's digits), full precision does not rescue the family either: the limit is the 1.1 M-parameter
+# model at this budget, not NF4.
+
+# %% [markdown]
+# ## 8. Save the adapter with its tokenizer; its size on disk
+#
+# The adapter (`adapter_model.safetensors` + `adapter_config.json`) is saved, the base stays where it is — and the
+# **tokenizer goes beside it**: its `chat_template` is the format the adapter was trained in (notebook 1 measures
+# what serving in another format costs), and its pad/BOS/EOS settings are part of that format. The adapter's size is
+# the LoRA parameter count times the bytes per weight it is stored in. For the a100 profile that is Mistral-7B's
 # 41,943,040 LoRA parameters in bf16 — the seed's "~100MB".
 
 # %%
 adapter_dir = out_dir / "adapter"
 tuned.save_pretrained(adapter_dir)
+tok.save_pretrained(adapter_dir)
+served_tok = AutoTokenizer.from_pretrained(adapter_dir)
+print("the saved tokenizer renders prompts exactly as in training:",
+      served_tok.apply_chat_template(train_ds[0]["prompt"], tokenize=False, add_generation_prompt=True)
+      == tok.apply_chat_template(train_ds[0]["prompt"], tokenize=False, add_generation_prompt=True),
+      f"· pad {served_tok.pad_token!r} · padding side {served_tok.padding_side}")
 files = {f.name: f.stat().st_size for f in adapter_dir.iterdir()}
 weights = files["adapter_model.safetensors"]
 stored = {p.dtype.itemsize for n, p in tuned.named_parameters() if "lora_" in n}
@@ -342,7 +419,11 @@ print(f"adapter weights on disk {weights / MiB:.3f} MiB = {weights:,} bytes for 
 # - Target modules come from the model (`lora_target_modules`, peft's `all-linear`): the MLP projections included.
 # - The Trainer's step arithmetic (`schedule`) sets the length of the cosine schedule and its warmup.
 # - The sanity checks are numbers: first loss = base loss on the format, loss falls, answers follow the format, and
-#   held-out exact match goes up.
+#   held-out exact match goes up (per family; the fp32-base run beside it says what the 4 bits cost). Asserted on
+#   tiny, printed as warnings at full size, where a 7B run may plateau early.
+# - Losses computed by hand mask the prompt per row *before* padding, so left padding (Mistral) and right padding
+#   give the same loss.
+# - Save the tokenizer with the adapter: its chat template and special tokens are part of what was trained.
 # - Full size: `python scripts/qlora_lab.py --profile a100` (one GPU) or `accelerate launch --config_file
 #   configs/accelerate/ddp.yaml scripts/qlora_lab.py --profile a100` (several); `benchmarks/qlora_gpu.py` measures
 #   memory and speed of the Mistral-7B architecture on a GPU.

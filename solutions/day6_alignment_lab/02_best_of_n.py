@@ -204,6 +204,7 @@ def pairwise_accuracy(rm, gold):
     return ((dr > 0) & keep).sum().item() / max(keep.sum().item(), 1)
 
 
+# %%
 gold = gold_matrix(questions, samples)
 proxy = proxy_rewards(gold)
 normal = torch.distributions.Normal(0.0, 1.0)
