@@ -261,8 +261,8 @@ def test_qlora_lab_outcome_on_other_seeds(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed,threads", [(1, 1), (2, 1), (0, 2)])
 def test_template_mismatch_ordering_on_seeds_and_threads(seed, threads):
-    """Trained in ChatML, served best in ChatML — on other seeds and at another thread count (the old setup tied at
-    one thread)."""
+    """Trained in ChatML, served in Alpaca it fails badly — on other seeds and at another thread count. Llama-3 is
+    close to ChatML in structure and ties with it on seed 2 (measured: 0.489 vs 0.493), so it is reported, not ranked."""
     r = _run_notebook(TEMPLATES_NB, seed, 'print("RESULT " + json.dumps(served))', skip=("real = load_tokenizer",
                       "for add_bos in"), threads=threads)
-    assert r["chatml"] > max(r["alpaca"], r["llama3"]), r
+    assert r["chatml"] > r["alpaca"] + 0.3, r          # the lesson: a far template fails (Llama-3 ties on seed 2, by design not asserted)

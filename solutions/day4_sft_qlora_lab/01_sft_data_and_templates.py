@@ -14,7 +14,7 @@
 #
 # In this notebook you write the three templates by hand, check each character for character against the
 # tokenizer's own `apply_chat_template`, look at what the model actually sees (token ids), and then **measure** the
-# mismatch bug: fine-tune in ChatML, serve in Alpaca or Llama-3, and watch held-out exact match fall.
+# mismatch bug: fine-tune in ChatML, serve in Alpaca or Llama-3, and compare held-out exact match question by question.
 #
 # The tiny world's templates live in `course/tinyworld/templates.py` (the tokenizer carries them as named chat
 # templates). This notebook and the next use the tiny world whatever the profile; notebook 3 is the profile-driven lab.
@@ -283,7 +283,11 @@ for other in ("alpaca", "llama3"):
     print(f"  question by question, chatml vs {other}: right only in chatml "
           f"{sum(a and not b for a, b in zip(right['chatml'], right[other]))}, right only in {other} "
           f"{sum(b and not a for a, b in zip(right['chatml'], right[other]))}")
-assert served["chatml"] > max(served["alpaca"], served["llama3"]), "the training template should serve best"
+paired_gap = {o: sum(a != b for a, b in zip(right["chatml"], right[o])) for o in ("alpaca", "llama3")}
+print(f"chatml − llama3 = {served['chatml'] - served['llama3']:+.3f} over {paired_gap['llama3']} discordant questions: "
+      + ("within noise: a template close in structure (role headers + one end-of-turn token) can transfer"
+         if abs(served["chatml"] - served["llama3"]) < 0.05 else "a real gap"))
+assert served["chatml"] > served["alpaca"] + 0.3, "a template far from the training one should fail badly"
 
 # %% [markdown]
 # ## 5. Two traps in a real tokenizer: SmolLM2-135M-Instruct
@@ -336,8 +340,10 @@ for add_bos in (False, True):
 #   the tokenizer's `apply_chat_template` character for character.
 # - Each template has an end-of-turn marker (`<|im_end|>`, `</s>`, `<|eot_id|>`): forget it in training data and the
 #   model never learns to stop.
-# - Train in one template and serve in another and held-out exact match falls in both other templates, measured above
-#   question by question — the seed's "garbled outputs".
+# - Train in one template and serve in a different one and the output garbles (the seed's warning): served in Alpaca,
+#   exact match falls to about zero. Llama-3, whose structure is close to ChatML's (role headers, one end-of-turn
+#   token), costs far less — on some seeds nothing measurable (compare the paired counts printed above). Measure the
+#   template you serve in; never assume a "similar" one is safe.
 #   In practice: save the tokenizer (with its `chat_template`) next to the adapter and always render prompts with
 #   `tokenizer.apply_chat_template`, never by hand-formatting in the serving code.
 # - Real tokenizers: with pad = eos, mask padding by the attention mask, never by id; let the template alone place
