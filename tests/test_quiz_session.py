@@ -22,25 +22,10 @@ from course.quiz.grading import grade
 from course.quiz.loader import load_bank
 from course.quiz.schema import LETTERS, format_number
 from course.quiz.session import (Console, choice_order, drill, numeric_hint, practice, present, review, sig_figs)
-from test_quiz_cli import BANK, OPEN, shown
+from test_quiz_cli import BANK, OPEN, home, shown, small_bank  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 COURSE = [sys.executable, "-m", "course.cli"]
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv(H.ENV, str(tmp_path / "home"))
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def small_bank(tmp_path):
-    d = tmp_path / "bank"
-    d.mkdir()
-    (d / "basics.yaml").write_text(BANK.format(topic="basics"))
-    (d / "talk.yaml").write_text("".join(OPEN.format(n=n) for n in range(1, 5)))
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .. import paths
 from .loader import BankError, QuizError, _clean_msg, _field_from_error, _nested_line, _shown, evaluate_compute
-from .schema import ID_RE, YEAR_RE, REFERENCE_PREFIXES, Compute, FollowUp, format_number
+from .schema import ID_RE, Compute, FollowUp, check_references, format_number
 
 DESIGN_DIR = "design"
 
@@ -90,10 +90,7 @@ class DesignCase(BaseModel):
     @field_validator("references")
     @classmethod
     def _reference_form(cls, v: list[str]) -> list[str]:
-        for r in v:
-            if not (YEAR_RE.search(r) or r.startswith(REFERENCE_PREFIXES)):
-                raise ValueError(f"reference {r!r} needs a year or to start with 'Lesson' or 'Seed'")
-        return v
+        return check_references(v)
 
     @model_validator(mode="after")
     def _placeholders(self) -> "DesignCase":

@@ -97,6 +97,15 @@ def _check_pick(v: Any, where: str = "pick") -> str:
     return v
 
 
+def check_references(refs: list[str]) -> list[str]:
+    """Each reference names a paper (with its year) or a lesson / seed section; shared by questions and design cases."""
+    for r in refs:
+        if not (YEAR_RE.search(r) or r.startswith(REFERENCE_PREFIXES)):
+            raise ValueError(f"reference {r!r} needs a year (a paper: 'Hu et al. 2021 (LoRA)') "
+                             f"or to start with 'Lesson' or 'Seed'")
+    return refs
+
+
 class Compute(BaseModel):
     """How a numeric answer is computed: ``fn`` (one of :data:`ALLOWED_COMPUTE`: a function of
     ``course.memory``, ``course.quiz.calc`` or ``quizzes/worked_examples.py``), its ``args``/``kwargs``
@@ -198,11 +207,7 @@ class Question(BaseModel):
     @field_validator("references")
     @classmethod
     def _reference_form(cls, v: list[str]) -> list[str]:
-        for r in v:
-            if not (YEAR_RE.search(r) or r.startswith(REFERENCE_PREFIXES)):
-                raise ValueError(f"reference {r!r} needs a year (a paper: 'Hu et al. 2021 (LoRA)') "
-                                 f"or to start with 'Lesson' or 'Seed'")
-        return v
+        return check_references(v)
 
     @model_validator(mode="after")
     def _fields_of_type(self) -> "Question":
