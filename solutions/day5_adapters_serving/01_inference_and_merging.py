@@ -58,9 +58,9 @@ tokenizer = load_tokenizer(profile)
 # Day 4's lab trains the adapter; its output is not shipped with the course, so we train a small one here the same
 # way: the base loaded in **4-bit NF4** (`load_base(profile, quantize=True)`), `prepare_model_for_kbit_training`, and
 # `course.training.train_sft` (trl's `SFTTrainer`, prompt masked, LoRA r=8, α=16 on all seven projections, adapters
-# kept in fp32) on three task families of the tiny world. `keep_training_layout` switches off bitsandbytes' CPU
-# repacking (docs/PITFALLS.md). Then we save it exactly as Lab 02 does: `save_pretrained` writes only the adapter —
-# its config and its A, B matrices — not the base.
+# kept in fp32) on three task families of the tiny world, `profile.steps(60)` steps at `profile.lr(5e-3)`.
+# `keep_training_layout` switches off bitsandbytes' CPU repacking (docs/PITFALLS.md). Then we save it exactly as
+# Lab 02 does: `save_pretrained` writes only the adapter — its config and its A, B matrices — not the base.
 
 # %%
 torch.manual_seed(SEED)
@@ -70,8 +70,8 @@ keep_training_layout(qbase)
 qbase = prepare_model_for_kbit_training(qbase, use_gradient_checkpointing=False)
 STEPS = profile.steps(60)
 trained, losses = train_sft(qbase, tokenizer, tasks.examples("train", FAMILIES), template=TEMPLATE,
-                            lora=lora_config(r=8, alpha=16), max_steps=STEPS, batch_size=8, learning_rate=5e-3,
-                            seed=SEED, adapter_dtype=torch.float32)
+                            lora=lora_config(r=8, alpha=16), max_steps=STEPS, batch_size=8,
+                            learning_rate=profile.lr(5e-3), seed=SEED, adapter_dtype=torch.float32)
 print(f"QLoRA: trained {STEPS} steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 ADAPTER_DIR = Path(tempfile.mkdtemp(prefix="day5-adapter-"))
 trained.save_pretrained(ADAPTER_DIR)
