@@ -35,8 +35,10 @@ DAYS: list[Day] = [
         "chat templates and the mismatch bug, label masking equal to trl, QLoRA with SFTTrainer (tiny on CPU, "
         "Mistral-7B + Dolly-15k on an A100)"),
     Day(5, "Fri", "day5_adapters_serving", "Adapters in use: inference, merging, serving many",
-        "Seed §5.1 and §6; S-LoRA (Sheng et al. 2023); Punica (Chen et al. 2023)",
-        "inference with an adapter, merging and its tolerance, hot-swapping, mixed-adapter batches, an adapter server"),
+        "Seed §5.1 and §6; S-LoRA (Sheng et al. 2023); Punica (Chen et al. 2023); TIES (Yadav et al. 2023); "
+        "DARE (Yu et al. 2024)",
+        "inference with an adapter, merging and its tolerance, hot-swapping, mixed-adapter batches, an adapter server, "
+        "merging task adapters (linear, TIES, DARE) from scratch equal to peft, merged vs individual adapters measured"),
     Day(6, "Sat", "day6_alignment_lab", "SFT vs SFT+DPO vs ORPO, best-of-n, constitutional AI",
         "Bai et al. 2022 (Constitutional AI)",
         "DPO from scratch against trl, a three-way comparison over seeds, rejection sampling, a small CAI loop"),
