@@ -753,7 +753,7 @@ plt.show()
 # Compare the `curt r` and `rambling r` columns and the printed ratios. The summed loss pushed the short `curt`
 # rejected answers down many times harder per token than the long `rambling` ones: under a sum, short looks good
 # and long looks solved, whatever the content (the start weights above: the rambling pairs begin with a weight of
-# about 0). SimPO, measuring per token, lowered both kinds of rejected response by similar amounts. That is the
+# about 0). SimPO, measuring per token, lowered both kinds of rejected response by comparable amounts. That is the
 # length behaviour SimPO's normalisation buys when there is no reference model to cancel length; the margin γ then
 # sets how far ahead, per token, the chosen response must be.
 
