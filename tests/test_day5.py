@@ -22,7 +22,7 @@ NB1, NB2 = SOLUTIONS / DAY / "01_inference_and_merging.py", SOLUTIONS / DAY / "0
 
 
 def test_two_notebooks():
-    assert [s.stem for s in SOURCES] == ["01_inference_and_merging", "02_many_adapters"]
+    assert [s.stem for s in SOURCES] == ["01_inference_and_merging", "02_many_adapters", "03_model_merging"]
 
 
 
