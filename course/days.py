@@ -27,9 +27,11 @@ DAYS: list[Day] = [
         "a Bradley–Terry reward model, PPO's pieces (log-probs, KL, GAE, clipped surrogate), a toy RLHF loop, "
         "reward hacking and the KL coefficient, why RLHF is expensive; GRPO's group advantages and loss types and "
         "RLOO's baseline checked against trl, RL with a verifiable reward beside expert iteration"),
-    Day(3, "Wed", "day3_dpo_orpo", "DPO and ORPO, derived and verified",
-        "Rafailov et al. 2023 (DPO); Hong et al. 2024 (ORPO)",
-        "the DPO derivation checked with numbers, sequence log-probs with masking, DPO and ORPO losses equal to trl"),
+    Day(3, "Wed", "day3_dpo_orpo", "DPO, its family and ORPO, derived and verified",
+        "Rafailov et al. 2023 (DPO); Hong et al. 2024 (ORPO); Azar et al. 2023 (IPO); Meng et al. 2024 (SimPO); "
+        "Ethayarajh et al. 2024 (KTO); Chowdhury et al. 2024 (Robust DPO); Mitchell 2023 (cDPO)",
+        "the DPO derivation checked with numbers, sequence log-probs with masking, DPO and ORPO losses equal to trl; "
+        "the DPO family (IPO, SimPO, KTO, robust and conservative DPO) equal to trl, each run to show what it fixes"),
     Day(4, "Thu", "day4_sft_qlora_lab", "Lab 02: SFT data, loss masking, the QLoRA lab",
         "Seed §2 and §5 (Lab 02)",
         "chat templates and the mismatch bug, label masking equal to trl, QLoRA with SFTTrainer (tiny on CPU, "
