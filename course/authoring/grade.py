@@ -542,6 +542,10 @@ def _grade_class(layout, day, submissions, jobs, timeout, feedback, csv_path, pr
 
     leaks = leak_lines(layout, day, lessons) if feedback else []
     grades = read_grades(root, day, to_grade, exercises) if to_grade else {}    # step 4
+    if to_grade:                                    # formgrader lists them by name, not as "None, None"
+        from .formgrader import name_students
+
+        name_students(layout, names_of)
     max_score = sum(float(c.metadata.nbgrader.get("points", 0)) for nb in sources.values() for c in nb.cells if is_test(c))
     report_rows: list[StudentGrade] = []
     for s in sorted(found):

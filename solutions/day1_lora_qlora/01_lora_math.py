@@ -278,13 +278,14 @@ from peft import get_peft_model as _get_peft_model
 
 from course.loading import load_base as _load_base
 from course.paths import TINY_BASE as _TINY
+from course.profiles import PROFILES as _PROFILES      # the tiny model itself, whatever COURSE_PROFILE says
 
 _cfg = _json.loads((_TINY / "config.json").read_text())
-_peft = _get_peft_model(_load_base("tiny"), _LoraConfig(r=4, lora_alpha=8, target_modules=list(ALL_SEVEN)))
+_peft = _get_peft_model(_load_base(_PROFILES["tiny"]), _LoraConfig(r=4, lora_alpha=8, target_modules=list(ALL_SEVEN)))
 _trainable, _ = _peft.get_nb_trainable_parameters()
 assert model_lora_params(_cfg, 4) == _trainable, f"the tiny model has GQA too; peft counts {_trainable:,}"
 ### BEGIN HIDDEN TESTS
-_peft2 = _get_peft_model(_load_base("tiny"), _LoraConfig(r=8, target_modules=["k_proj", "down_proj"]))
+_peft2 = _get_peft_model(_load_base(_PROFILES["tiny"]), _LoraConfig(r=8, target_modules=["k_proj", "down_proj"]))
 assert model_lora_params(_cfg, 8, targets=("k_proj", "down_proj")) == _peft2.get_nb_trainable_parameters()[0]
 ### END HIDDEN TESTS
 

@@ -349,10 +349,13 @@ labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
 print("training sequences:", tuple(enc["input_ids"].shape))
 
 
-def train(model, params, steps=60, lr=3e-3, bs=16, seed=0):
+STEPS = profile.steps(60)          # 60 on tiny; the profile's training budget caps it (see course.profiles)
+
+
+def train(model, params, steps=STEPS, lr=3e-3, bs=16, seed=0):
     """Plain AdamW on next-token loss over the whole sequence; returns the loss per step."""
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=profile.lr(lr), weight_decay=0.0)     # lr chosen for tiny, scaled
     losses = []
     model.train()
     for step in range(steps):
@@ -381,10 +384,11 @@ plot_curves({"LoRA r=8 (adapters only)": lora_losses}, title="Adapter-only train
 # %% [markdown]
 # ## 5. LoRA vs full fine-tuning, and the rank r, on the same task
 #
-# The seed says LoRA reaches "near-equal quality" with a fraction of the memory. Measure it here: the same 60
-# steps, batches and seed for a full fine-tune (every weight trainable, lr 1e-3) and for LoRA at several ranks
-# (lr 3e-3, the same α/r = 2), scored by the loss on 128 **held-out** instruction examples, with the trainable
-# parameters and the measured bytes of gradients + AdamW states each run holds.
+# The seed says LoRA reaches "near-equal quality" with a fraction of the memory. Measure it here: the same 60 steps
+# (`profile.steps(60)`), batches and seed for a full fine-tune (every weight trainable, lr 1e-3) and for LoRA at
+# several ranks (lr 3e-3, the same α/r = 2; both through `profile.lr`), scored by the loss on 128 **held-out**
+# instruction examples, with the trainable parameters and the measured bytes of gradients + AdamW states each run
+# holds.
 
 # %% nbgrader={"grade": false, "grade_id": "given_lora_vs_full", "locked": true, "schema_version": 3, "solution": false, "task": false}
 heldout = load_instruction_data(profile)["test"].select(range(128))
@@ -415,7 +419,7 @@ def train_state_bytes(params):
     return grads + state
 
 
-def finetune(method, r=8, steps=60, seed=0, lr=None):
+def finetune(method, r=8, steps=STEPS, seed=0, lr=None):
     """Full fine-tune or LoRA rank r from the base -> (held-out loss, trainable params, grad+optimizer bytes)."""
     torch.manual_seed(seed)
     m = load_base(profile)
@@ -479,7 +483,7 @@ for p in ft.parameters():
 target = ft.model.layers[1].mlp.down_proj.weight
 target.requires_grad_(True)
 W_before = target.detach().clone()
-ft_losses = train(ft, [target], steps=40, lr=1e-3)
+ft_losses = train(ft, [target], steps=profile.steps(40), lr=1e-3)
 delta = (target.detach() - W_before)
 s = torch.linalg.svdvals(delta)
 noise = torch.randn_like(delta)

@@ -17,7 +17,9 @@
 # mismatch bug: fine-tune in ChatML, serve in Alpaca or Llama-3, and compare held-out exact match question by question.
 #
 # The tiny world's templates live in `course/tinyworld/templates.py` (the tokenizer carries them as named chat
-# templates). This notebook and the next use the tiny world whatever the profile; notebook 3 is the profile-driven lab.
+# templates). This notebook uses the tiny base whatever the profile (`PROFILES["tiny"]`: §4 needs a model that has
+# never seen a chat template, which SmolLM2-Instruct is not; §5 loads SmolLM2's real tokenizer); notebooks 2 and 3
+# follow the profile.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -43,7 +45,9 @@ from course.tinyworld.tasks import examples, exact_match_by_family, score
 from course.tinyworld.templates import ALPACA_PREAMBLE, END_OF_TURN, EXAMPLE_MESSAGES
 from course.training import conversational, lora_config, with_template
 
-tok = load_tokenizer("tiny")            # the tiny world's tokenizer, with its three named chat templates
+from course.profiles import PROFILES
+
+tok = load_tokenizer(PROFILES["tiny"])  # the tiny world's tokenizer, with its three named chat templates
 print("named chat templates:", sorted(tok.chat_template) if isinstance(tok.chat_template, dict) else "one")
 
 # %% [markdown]
@@ -55,7 +59,7 @@ print("named chat templates:", sorted(tok.chat_template) if isinstance(tok.chat_
 # followed by the instruction; the assistant turn is the response.
 
 # %%
-data = load_instruction_data("tiny")
+data = load_instruction_data(PROFILES["tiny"])
 print({split: len(ds) for split, ds in data.items()})
 record = data["train"][0]
 print(record)
@@ -260,7 +264,7 @@ def sft(model, train_examples, template="chatml", steps=150, batch_size=8, lr=3e
 
 
 torch.manual_seed(SEED)
-trainer, losses = sft(load_base("tiny"), examples("train"), template="chatml", seed=SEED)
+trainer, losses = sft(load_base(PROFILES["tiny"]), examples("train"), template="chatml", seed=SEED)
 chatml_model = trainer.model
 print(f"trained {len(losses)} steps in ChatML: loss {losses[0]:.3f} → {losses[-1]:.3f}")
 

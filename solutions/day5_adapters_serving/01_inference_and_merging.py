@@ -54,16 +54,17 @@ tokenizer = load_tokenizer(profile)
 #
 # Day 4's lab trains the adapter; its output is not shipped with the course, so we train a small one here with
 # `course.training.train_sft` (trl's `SFTTrainer`, prompt masked, LoRA r=8, α=16 on all seven projections) on three
-# task families of the tiny world, for 40 steps. Then we save it exactly as Lab 02 does: `save_pretrained` writes
+# task families of the tiny world, for 40 steps (`profile.steps(40)`, at `profile.lr(1e-2)`). Then we save it exactly as Lab 02 does: `save_pretrained` writes
 # only the adapter — its config and its A, B matrices — not the base.
 
 # %%
 torch.manual_seed(0)
 t0 = time.perf_counter()
 trained, losses = train_sft(load_base(profile), tokenizer, tasks.examples("train", FAMILIES), template=TEMPLATE,
-                            lora=lora_config(r=8, alpha=16), max_steps=40, batch_size=8, learning_rate=1e-2,
+                            lora=lora_config(r=8, alpha=16), max_steps=profile.steps(40), batch_size=8,
+                            learning_rate=profile.lr(1e-2),
                             scheduler="constant", activation_checkpointing=False)
-print(f"trained 40 steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+print(f"trained {len(losses)} steps in {time.perf_counter() - t0:.1f} s; loss {losses[0]:.3f} -> {losses[-1]:.3f}")
 ADAPTER_DIR = Path(tempfile.mkdtemp(prefix="day5-adapter-"))
 trained.save_pretrained(ADAPTER_DIR)
 adapter_bytes = sum(f.stat().st_size for f in ADAPTER_DIR.iterdir())
