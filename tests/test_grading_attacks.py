@@ -374,6 +374,21 @@ def test_each_hook_attack_works_without_the_guard(name, tmp_path):
     del layout
 
 
+def test_a_patched_module_function_is_put_back_before_each_test():
+    """``math.isclose = lambda *a, **k: True`` in a student cell: unguarded the test passes for a wrong answer; the
+    guard restores the module's functions before the test's code runs (torch.allclose, F.cross_entropy alike)."""
+    student = "import math\nmath.isclose = lambda *a, **k: True\ndef answer():\n    return 0.0\n"
+    test = "import math\nassert math.isclose(answer(), 1.0), 'the answer is 1'\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(student), nbformat.v4.new_code_cell(test)])
+    outcome = {}
+    for guarded in (False, True):
+        res = sb.execute(nbformat.writes(nb), nbformat.writes(nb), "nb.ipynb", TIMEOUT, LIMITS, sandbox=True,
+                         guard_cells=[test] if guarded else [])
+        done = nbformat.reads(res["notebook"], as_version=4)
+        outcome[guarded] = [o.get("ename") for o in done.cells[1].outputs if o.get("output_type") == "error"]
+    assert outcome == {False: [], True: ["AssertionError"]}, outcome
+
+
 def test_concurrent_runs_are_refused(tmp_path):
     layout = Layout.under(tmp_path, solutions=SAMPLE / "solutions")
     lock = hold_lock(layout.autograder)

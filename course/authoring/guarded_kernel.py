@@ -17,7 +17,7 @@ How (issue #15; every bypass named here is a test in tests/test_grading_attacks.
   imported before student code when a test imports them), ``torch.Tensor``'s class, user-namespace names that shadow
   a builtin, ``sys.settrace``/``setprofile`` (and threading's), ``sys.excepthook/displayhook/stdout/stderr``, SIGINT.
 - At ``course.test_end`` the hook checks that the caller's frame runs exactly that code object, in the notebook's own
-  globals and builtins, with none of the guarded state changed since the restore, and only then appends
+  globals and builtins, with no tracer, builtins or ``sys.modules`` entry changed since the restore, and only then appends
   ``i:ok:HMAC`` to the evidence file. The executor (outside the kernel) turns every test cell without a valid line
   into a failure: a test whose code was altered (transformers, a rewritten request), skipped (a tracer), whose error
   was hidden (a patched ``showtraceback``, forged iopub or reply messages) or whose state was patched during the test
@@ -42,6 +42,7 @@ import os
 import signal
 import sys
 import threading
+from types import ModuleType
 
 from ipykernel.iostream import OutStream
 from ipykernel.ipkernel import IPythonKernel
@@ -53,6 +54,9 @@ _written = [0]
 _write = OutStream.write
 END_EVENT = "course.test_end"          # raised by the last line of every wrapped test (sandbox_executor.wrap_test)
 # modules a test may use whose dictionaries are restored before it runs (imported before student code if it does)
+GUARDED_DICTS = ("math", "cmath", "statistics", "random", "operator", "functools", "itertools", "collections", "copy",
+                 "json", "re", "dataclasses", "numpy", "numpy.testing", "torch", "torch.nn", "torch.nn.functional",
+                 "torch.testing")
 TRUSTED_MODULES = ("math", "cmath", "statistics", "random", "re", "json", "itertools", "functools", "collections",
                    "operator", "copy", "dataclasses", "numpy", "torch")
 
@@ -121,7 +125,8 @@ def _snapshot(kernel) -> dict:
     shell = kernel.shell
     objs = [kernel, shell, shell.displayhook, shell.display_pub, kernel.session, shell.events,
             shell.input_transformer_manager, shell.compile]
-    classes = [(c, True) for c in _classes(*objs) + [ExecutionResult, ExecutionInfo, GuardedKernel]]
+    metas = [m for o in objs for m in type(type(o)).__mro__ if m is not type and m is not object]
+    classes = [(c, True) for c in dict.fromkeys(metas + _classes(*objs) + [ExecutionResult, ExecutionInfo, GuardedKernel])]
     torch = sys.modules.get("torch")
     if torch is not None:       # libraries may add methods to these later; a new dunder is dropped
         for name in ("Tensor", "nn.Parameter", "nn.Module"):
@@ -130,8 +135,10 @@ def _snapshot(kernel) -> dict:
                 obj = getattr(obj, part, None)
             if isinstance(obj, type):
                 classes += [(c, False) for c in obj.__mro__ if c is not object and all(c is not d for d, _ in classes)]
-    mods = [(m, dict(vars(m))) for name, m in list(sys.modules.items())
-            if name.split(".")[0] in TRUSTED_MODULES and m is not None and hasattr(m, "__dict__")]
+    # the functions, classes and submodules tests call (torch.allclose, F.cross_entropy, math.isclose, ...); not
+    # library state (a module-level set or cache is rebound legitimately), not deeper submodules
+    mods = [(sys.modules[n], {k: v for k, v in vars(sys.modules[n]).items() if callable(v) or isinstance(v, ModuleType)})
+            for n in GUARDED_DICTS if n in sys.modules]
     m = shell.input_transformer_manager
     return {
         "kernel": kernel, "shell": shell,
@@ -146,11 +153,36 @@ def _snapshot(kernel) -> dict:
         "ast": (shell.ast_transformers, list(shell.ast_transformers)),
         "events": (shell.events.callbacks, {k: list(v) for k, v in shell.events.callbacks.items()}),
         "builtins": dict(vars(builtins)),
-        "modules": dict(sys.modules), "mod_dicts": mods,
+        "modules": {n: sys.modules[n] for n in GUARDED_DICTS if n in sys.modules}, "mod_dicts": mods,
         "ns": shell.user_ns, "global_ns": shell.user_global_ns, "ns_saved": dict(shell.user_ns),
         "sys": {k: getattr(sys, k) for k in ("excepthook", "displayhook", "stdout", "stderr", "stdin")},
         "sigint": signal.getsignal(signal.SIGINT),
     }
+
+
+def _make_same(CodeType, SAFE):
+    """→ (same, same_const): code-object equality over exact types only (no student ``__eq__`` ever runs). Built
+    once for the hook at start-up (and for tests); later changes to this module do not reach the hook's copy."""
+
+    def same_const(u, v) -> bool:      # exact types only, nested tuples/frozensets included
+        if type(u) is not type(v):
+            return False
+        if type(u) is CodeType:
+            return same(u, v)
+        if type(u) is tuple:
+            return len(u) == len(v) and all(same_const(p, q) for p, q in zip(u, v))
+        if type(u) is frozenset:    # a frozenset of constants: compare as sorted reprs of exact-type members
+            return len(u) == len(v) and all(type(p) in SAFE for p in u) and all(type(q) in SAFE for q in v) \
+                and sorted(map(repr, u)) == sorted(map(repr, v))
+        return type(u) in SAFE and u == v
+
+    def same(a, b) -> bool:        # code equality over exact types only (no student __eq__ ever runs)
+        if type(a) is not CodeType or type(b) is not CodeType or a.co_code != b.co_code:
+            return False
+        return all(same_const(x, y) for x, y in ((a.co_names, b.co_names), (a.co_varnames, b.co_varnames),
+                                                 (a.co_consts, b.co_consts)))
+
+    return same, same_const
 
 
 def _install(conf: dict) -> None:
@@ -184,23 +216,7 @@ def _install(conf: dict) -> None:
     state = {"snap": None, "current": None, "busy": False, "tampered": False, "keep": []}
     own_functions: list = []
 
-    def same(a, b) -> bool:        # code equality over exact types only (no student __eq__ ever runs)
-        if type(a) is not CodeType or type(b) is not CodeType or a.co_code != b.co_code:
-            return False
-        for x, y in ((a.co_names, b.co_names), (a.co_varnames, b.co_varnames), (a.co_consts, b.co_consts)):
-            if type(x) is not tuple or len(x) != len(y):
-                return False
-            for u, v in zip(x, y):
-                if type(u) is CodeType:
-                    if not same(u, v):
-                        return False
-                elif type(u) in (tuple, frozenset):
-                    if type(v) is not type(u) or len(u) != len(v) or \
-                            not all(type(p) in SAFE and type(q) is type(p) and p == q for p, q in zip(u, v)):
-                        return False
-                elif type(u) not in SAFE or type(v) is not type(u) or u != v:
-                    return False
-        return True
+    same, same_const = _make_same(CodeType, SAFE)
 
     def str_keys(d) -> list:
         ks = list(d)
@@ -293,10 +309,11 @@ def _install(conf: dict) -> None:
         from_trace = _gettrace() is not None or _getprofile() is not None
         if from_trace or state["tampered"]:
             return True
-        for d, saved in [(_bdict, s["builtins"])] + [(m.__dict__, v) for m, v in s["mod_dicts"]]:
-            for k, v in saved.items():
-                if d.get(k, keep_marker) is not v:
-                    return True
+        # builtins only: libraries rebind module functions legitimately while a test runs (importing torch._dynamo
+        # wraps torch.manual_seed), so a module patch made during the test by code it calls is not detected
+        for k, v in s["builtins"].items():
+            if _bdict.get(k, keep_marker) is not v:
+                return True
         for name, mod in s["modules"].items():
             if _modules.get(name) is not mod:
                 return True
@@ -361,12 +378,19 @@ def _install(conf: dict) -> None:
         finally:
             state["busy"] = False
 
-    own_functions.extend([hook, end, restore, changed, put_dict, str_keys, same, _is_proc_mem])
+    own_functions.extend([hook, end, restore, changed, put_dict, str_keys, same, same_const, _is_proc_mem])
     sys.addaudithook(hook)
 
 
 def _is_proc_mem(path: str) -> bool:
-    """``/proc/<anything>/mem`` (self, a pid, a task), after resolving ``..``, ``.`` and symbolic links."""
+    """``/proc/<anything>/mem`` (self, a pid, a task), after resolving ``..``, ``.`` and symbolic links (resolved
+    only for a path that names ``proc`` or ``mem`` or is itself a link: one ``lstat`` per ordinary open)."""
+    if "proc" not in path and "mem" not in path:
+        try:
+            if not _S_ISLNK(_LSTAT(path).st_mode):
+                return False
+        except (OSError, ValueError):
+            return False
     try:
         real = _REALPATH(path)
     except (OSError, ValueError):
@@ -375,7 +399,8 @@ def _is_proc_mem(path: str) -> bool:
     return len(parts) >= 2 and parts[0] == "proc" and parts[-1] == "mem"
 
 
-_REALPATH = os.path.realpath
+_REALPATH, _LSTAT = os.path.realpath, os.lstat
+from stat import S_ISLNK as _S_ISLNK  # noqa: E402
 
 
 def _load_conf() -> dict | None:
@@ -388,10 +413,24 @@ def _load_conf() -> dict | None:
     return conf
 
 
+def _install_private(conf: dict) -> None:
+    """Run :func:`_install` with a private copy of this module's globals and of ``builtins``: the hook's functions
+    look names up there, so patching ``builtins.all`` or this module's globals later cannot run student code
+    inside the hook (where its frame, and the key, would be in reach)."""
+    import types
+
+    g = dict(globals())
+    g["__builtins__"] = dict(vars(builtins))
+    for name in ("_make_same", "_is_proc_mem", "_install"):
+        fn = g[name]
+        g[name] = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__, fn.__closure__)
+    g["_install"](conf)
+
+
 _CONF = _load_conf()
 _PREIMPORT = _test_imports([s for s in (_CONF or {}).get("tests", []) if s])
 if _CONF is not None:
-    _install(_CONF)
+    _install_private(_CONF)
 del _CONF
 
 
