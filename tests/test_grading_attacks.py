@@ -339,7 +339,7 @@ def test_sandbox_hides_the_course_and_the_instructor(attacked):
     assert found["uid"] != 0 and found["net"] is False and found["usr_writable"] is False
     assert found["exists"] == [] and found["secret"] is None
     assert found["cwd"] == ["01_basics.ipynb"]
-    assert found["root"] is None or set(found["root"]) <= {"course", ".venv", "venv"}, found["root"]
+    assert found["root"] is None or set(found["root"]) <= {"course", "quizzes", ".venv", "venv"}, found["root"]
     assert found["home"] is None or set(found["home"]) <= {".pyenv", ".local", ".cache"}, found["home"]
 
 
