@@ -27,9 +27,11 @@ DAYS: list[Day] = [
         "a Bradley–Terry reward model, PPO's pieces (log-probs, KL, GAE, clipped surrogate), a toy RLHF loop, "
         "reward hacking and the KL coefficient, why RLHF is expensive; GRPO's group advantages and loss types and "
         "RLOO's baseline checked against trl, RL with a verifiable reward beside expert iteration"),
-    Day(3, "Wed", "day3_dpo_orpo", "DPO and ORPO, derived and verified",
-        "Rafailov et al. 2023 (DPO); Hong et al. 2024 (ORPO)",
-        "the DPO derivation checked with numbers, sequence log-probs with masking, DPO and ORPO losses equal to trl"),
+    Day(3, "Wed", "day3_dpo_orpo", "DPO, its family and ORPO, derived and verified",
+        "Rafailov et al. 2023 (DPO); Hong et al. 2024 (ORPO); Azar et al. 2023 (IPO); Meng et al. 2024 (SimPO); "
+        "Ethayarajh et al. 2024 (KTO); Chowdhury et al. 2024 (Robust DPO); Mitchell 2023 (cDPO)",
+        "the DPO derivation checked with numbers, sequence log-probs with masking, DPO and ORPO losses equal to trl; "
+        "the DPO family (IPO, SimPO, KTO, robust and conservative DPO) equal to trl, each run to show what it fixes"),
     Day(4, "Thu", "day4_sft_qlora_lab", "Lab 02: SFT data, loss masking, the QLoRA lab",
         "Seed §2 and §5 (Lab 02)",
         "chat templates and the mismatch bug, label masking equal to trl, QLoRA with SFTTrainer (tiny on CPU, "
@@ -40,8 +42,10 @@ DAYS: list[Day] = [
         "inference with an adapter, merging and its tolerance, hot-swapping, mixed-adapter batches, an adapter server, "
         "merging task adapters (linear, TIES, DARE) from scratch equal to peft, merged vs individual adapters measured"),
     Day(6, "Sat", "day6_alignment_lab", "SFT vs SFT+DPO vs ORPO, best-of-n, constitutional AI",
-        "Bai et al. 2022 (Constitutional AI)",
-        "DPO from scratch against trl, a three-way comparison over seeds, rejection sampling, a small CAI loop"),
+        "Bai et al. 2022 (Constitutional AI); Lambert et al. 2024 (RewardBench); Zheng et al. 2023 "
+        "(LLM-as-a-judge); Dubois et al. 2024 (Length-controlled AlpacaEval)",
+        "DPO from scratch against trl, a three-way comparison over seeds, rejection sampling, a small CAI loop, "
+        "evaluation: preference accuracy by category, judge position/length biases corrected, contamination"),
     Day(7, "Sun", "day7_interview", "Mock interview and when to fine-tune",
         "Seed §6 and §7",
         "the interview bank with drills and spaced repetition, and the fine-tune vs RAG vs prompt decision lesson"),

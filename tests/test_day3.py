@@ -20,8 +20,8 @@ PRELUDE = "import torch\nimport torch.nn.functional as F\n"
 
 
 
-def test_three_notebooks():
-    assert [s.stem for s in SOURCES] == ["01_dpo_derivation", "02_dpo_loss", "03_orpo"]
+def test_four_notebooks():
+    assert [s.stem for s in SOURCES] == ["01_dpo_derivation", "02_dpo_loss", "03_orpo", "04_dpo_family"]
 
 
 
