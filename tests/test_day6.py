@@ -25,7 +25,8 @@ def solution_namespace(src, grade_ids, **names):
 
 
 def test_notebooks():
-    assert [s.stem for s in SOURCES] == ["01_dpo_loop_and_comparison", "02_best_of_n", "03_constitutional_ai"]
+    assert [s.stem for s in SOURCES] == ["01_dpo_loop_and_comparison", "02_best_of_n", "03_constitutional_ai",
+                                           "04_evaluation"]
 
 
 # The structure check (split tests, two planted bugs per exercise) is tests/test_day_structure.py, for every day.
