@@ -20,7 +20,8 @@ EXERCISES = {"accuracy_by_category", "swap_debias", "length_controlled_win_rate"
 GIVEN = {"given_evaluators", "given_judge", "given_contamination"}
 PRELUDE = ("import copy, math, random, re\nimport torch\n"
            "from course.alignment import fit_reward_model, train_dpo\nfrom course.generation import answer\n"
-           "from course.loading import load_base, load_tokenizer\nfrom course.tinyworld import preferences as prefs\n"
+           "from course.loading import load_base, load_tokenizer\nfrom course.notebook import progress\n"
+           "from course.tinyworld import preferences as prefs\n"
            "from course.tinyworld import tasks\nfrom course.training import train_sft\n"
            "from course.profiles import get_profile\nprofile = get_profile('tiny')\n"
            "FAMILIES = ['capital', 'antonym', 'plural']\ntokenizer = load_tokenizer(profile)\n")

@@ -39,6 +39,7 @@ import torch
 from course.alignment import fit_reward_model, train_dpo
 from course.generation import answer
 from course.loading import load_base, load_tokenizer
+from course.notebook import progress
 from course.tinyworld import preferences as prefs
 from course.tinyworld import tasks
 from course.training import train_sft
@@ -160,10 +161,14 @@ def preference_scores(seed):
     """Train the evaluators on this seed; {evaluator: (chosen scores, rejected scores)} on the held-out pairs."""
     train_pairs = [p for p in prefs.preferences("train") + prefs.off_topic_preferences("train")
                    if p.category in FAMILIES]
+    bar = progress(total=4, desc="reward model · SFT · DPO · scoring")
     rm, _ = fit_reward_model(load_base(profile), tokenizer, train_pairs, seed=seed)
+    bar.update()
     ref = sft_model(tasks.examples("train", FAMILIES), seed)
+    bar.update()
     dpo, _ = train_dpo(copy.deepcopy(ref), copy.deepcopy(ref), tokenizer, train_pairs, beta=BETA,
                        learning_rate=5e-5, max_steps=profile.steps(30), batch_size=8, seed=seed)
+    bar.update()
     P = [p.prompt for p in HELD_PAIRS]
     out = {"length baseline": tuple(-torch.tensor([float(len(getattr(p, k).split())) for p in HELD_PAIRS])
                                     for k in ("chosen", "rejected"))}
@@ -172,6 +177,8 @@ def preference_scores(seed):
     pol_c, pol_r = (response_logprobs(dpo, P, [getattr(p, k) for p in HELD_PAIRS]) for k in ("chosen", "rejected"))
     out["DPO implicit reward"] = (BETA * (pol_c - ref_c), BETA * (pol_r - ref_r))
     out["SFT likelihood"] = (ref_c, ref_r)
+    bar.update()
+    bar.close()
     return out
 
 
@@ -495,8 +502,12 @@ def contamination_experiment(seed):
     leaked_keys = set(random.Random(seed).sample(keys, len(keys) // 2))
     leaked = [e for e in held if (e.category, e.key) in leaked_keys]
     train = tasks.examples("train", FAMILIES)
+    bar = progress(total=2, desc="SFT on leaked data · exact match")
     model = sft_model(train + leaked, seed)
-    correct = [tasks.score(e, g) for e, g in zip(held, answer(model, tokenizer, held))]
+    bar.update()
+    correct = [tasks.score(e, g) for e, g in zip(held, answer(model, tokenizer, held, progress=False))]
+    bar.update()
+    bar.close()
     is_leaked = [(e.category, e.key) in leaked_keys for e in held]
     em = {"reported (all held-out)": sum(correct) / len(held),
           "leaked half": sum(c for c, k in zip(correct, is_leaked) if k) / sum(is_leaked),
