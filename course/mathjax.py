@@ -141,3 +141,67 @@ def cdn_urls(html: str) -> list[str]:
     for body in re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I):
         urls += re.findall(r"""["'](https?://[^"']+)["']""", body)
     return [u for u in urls if any(h in u for h in CDN_HOSTS)]
+
+
+# --- JupyterLab's own export and `jupyter nbconvert --to html` ------------------------------------------------
+# Both use nbconvert's HTMLExporter with the "lab" template. The venv's Jupyter configuration (written once by
+# `make venv` / `make lab`: `python -m course.mathjax install`) points them at the "course_offline" template, which
+# extends "lab" and inlines the same MathJax 3 through the Jinja filter below.
+
+TEMPLATE_BASEDIR = Path(__file__).resolve().parent / "assets" / "nbconvert"
+TEMPLATE_NAME = "course_offline"
+FILTER_NAME = "course_offline_mathjax"
+CONFIG_FILES = ("jupyter_nbconvert_config.json", "jupyter_server_config.json")   # the CLI, JupyterLab's server
+
+
+def _notebook_text(nb) -> str:
+    """The markdown and the text/latex or text/markdown outputs of a notebook node: where math can be."""
+    parts = []
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "markdown":
+            parts.append(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            parts += [data.get(k, "") for k in ("text/latex", "text/markdown")]
+    return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
+
+
+def mathjax_filter(nb) -> str:
+    """Jinja filter of the ``course_offline`` template: the inline MathJax scripts when the notebook has math."""
+    return mathjax_script() if _MATH_RE.search(_notebook_text(nb)) else ""
+
+
+def jupyter_config() -> dict:
+    return {"HTMLExporter": {"template_name": TEMPLATE_NAME,
+                             "extra_template_basedirs": [str(TEMPLATE_BASEDIR)],
+                             "filters": {FILTER_NAME: "course.mathjax.mathjax_filter"}}}
+
+
+def install_jupyter_config(prefix: str | Path | None = None) -> list[Path]:
+    """Merge :func:`jupyter_config` into ``<prefix>/etc/jupyter/{jupyter_nbconvert,jupyter_server}_config.json``
+    (prefix: this Python's ``sys.prefix``, the venv). Other settings in those files are kept."""
+    import json
+    import sys
+
+    folder = Path(prefix or sys.prefix) / "etc" / "jupyter"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in CONFIG_FILES:
+        path = folder / name
+        try:
+            current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{path} is not valid JSON ({e}); fix or delete it, then rerun") from None
+        current.setdefault("HTMLExporter", {}).update(jupyter_config()["HTMLExporter"])
+        path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":                       # python -m course.mathjax install
+    import sys
+
+    if sys.argv[1:] != ["install"]:
+        raise SystemExit("usage: python -m course.mathjax install")
+    for p in install_jupyter_config():
+        print(f"offline math for JupyterLab's HTML export and nbconvert: {p}")

@@ -1,7 +1,7 @@
 """Scalar worked examples behind the bank's numeric questions whose formula is also a lesson's exercise.
 
 These functions answer lesson exercises (Day 1: a LoRA update's parameter count and its α/r or α/√r scaling;
-Day 2: Bradley-Terry and PPO's clipped objective; Day 3: DPO's loss, log odds and ORPO's odds-ratio term), so
+Day 2: Bradley-Terry and PPO's clipped objective; Day 3: DPO's loss, log odds, ORPO's odds-ratio term and IPO's loss), so
 they live here, beside the bank and outside the importable ``course`` package: a student cannot
 ``import`` an answer. A question names one as ``compute: {fn: worked_examples.<name>, ...}``; the loader
 (``course.quiz.loader``) loads this file by its path. Everything else the bank computes lives in
@@ -71,6 +71,11 @@ def log_odds(p: float) -> float:
 def orpo_ratio_loss(p_chosen: float, p_rejected: float) -> float:
     """ORPO's odds-ratio term −log σ(log odds(y_w) − log odds(y_l)), with P the length-normalized likelihood."""
     return -math.log(sigmoid(log_odds(p_chosen) - log_odds(p_rejected)))
+
+
+def ipo_loss(tau: float, h: float) -> float:
+    """IPO's squared loss for one pair: (h − 1/(2τ))², h the difference of (length-averaged) log-ratios."""
+    return (h - 1 / (2 * tau)) ** 2
 
 
 def ppo_clipped_objective(ratio: float, advantage: float, eps: float = 0.2) -> float:

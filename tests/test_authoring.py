@@ -362,6 +362,8 @@ def test_regrading_is_idempotent_and_sequential_equals_parallel(graded):
     with Gradebook(f"sqlite:///{layout.autograder / 'gradebook.db'}") as gb:
         assert len(gb.students) == len([r for r in rows.values() if r["status"] == "graded" or r["student"].startswith("erin")])
         assert len(gb.find_assignment(DAY).submissions) == len(gb.students)
+        # formgrader lists each student by name right after `course grade`, never as "None, None"
+        assert all(st.last_name for st in gb.students), [(st.id, st.first_name, st.last_name) for st in gb.students]
 
 
 # ------------------------------------------------------------------ the command line

@@ -76,3 +76,56 @@ def test_course_export_cli(tmp_path):
     assert main(["export", str(LESSON), "-o", str(tmp_path / "x.html")]) == 0
     assert MARKER in (tmp_path / "x.html").read_text()
     assert main(["export", str(tmp_path / "missing.ipynb")]) == 1
+
+
+def test_course_offline_template_through_nbconvert_config():
+    """JupyterLab's File → Save and Export Notebook As → HTML and `jupyter nbconvert --to html` build an
+    HTMLExporter from the Jupyter configuration: with the course's settings the page is offline."""
+    from nbconvert import HTMLExporter
+    from traitlets.config import Config
+
+    from course.mathjax import jupyter_config
+
+    html = HTMLExporter(config=Config(jupyter_config())).from_notebook_node(math_notebook())[0]
+    assert cdn_urls(html) == [] and f'id="{MARKER}"' in html
+    again = offline_math(html)                        # course export's own pass: still one MathJax, no CDN
+    assert again.count(f'id="{MARKER}"') == 1 and cdn_urls(again) == []
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("no formulas here, costs 5 dollars")]
+    assert MARKER not in HTMLExporter(config=Config(jupyter_config())).from_notebook_node(nb)[0]
+
+
+def test_install_jupyter_config_merges_and_the_venv_has_it(tmp_path):
+    import json
+    import sys
+
+    from course.mathjax import CONFIG_FILES, TEMPLATE_NAME, install_jupyter_config
+
+    etc = tmp_path / "etc" / "jupyter"
+    etc.mkdir(parents=True)
+    (etc / "jupyter_server_config.json").write_text('{"ServerApp": {"port": 9999}}')
+    assert {p.name for p in install_jupyter_config(tmp_path)} == set(CONFIG_FILES)
+    server = json.loads((etc / "jupyter_server_config.json").read_text())
+    assert server["ServerApp"] == {"port": 9999} and server["HTMLExporter"]["template_name"] == TEMPLATE_NAME
+    install_jupyter_config(tmp_path)                  # twice: same files
+    assert json.loads((etc / "jupyter_server_config.json").read_text()) == server
+    # `make venv` ran it for this venv (what JupyterLab's export and the nbconvert CLI read)
+    for name in CONFIG_FILES:
+        installed = Path(sys.prefix) / "etc" / "jupyter" / name
+        assert installed.is_file(), f"{installed} missing: run `make venv` (python -m course.mathjax install)"
+        assert json.loads(installed.read_text())["HTMLExporter"]["template_name"] == TEMPLATE_NAME
+
+
+def test_jupyter_nbconvert_cli_writes_offline_math(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    nb = tmp_path / "lesson.ipynb"
+    shutil.copy(LESSON, nb)
+    jupyter = Path(sys.prefix) / "bin" / "jupyter"
+    r = subprocess.run([str(jupyter), "nbconvert", "--to", "html", str(nb)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    html = nb.with_suffix(".html").read_text(encoding="utf-8")
+    assert cdn_urls(html) == [] and f'id="{MARKER}"' in html

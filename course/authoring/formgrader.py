@@ -44,8 +44,9 @@ def gradebook_days(layout: Layout) -> list[str]:
         return sorted(a.name for a in gb.assignments)
 
 
-def name_students(layout: Layout) -> int:
-    """Give every nameless student its id as last name (formgrader shows "None, None" otherwise)."""
+def name_students(layout: Layout, names: dict[str, str] | None = None) -> int:
+    """Give every nameless student a last name, ``names[id]`` (the submission's own name, when its id had to be
+    cleaned) or its id: formgrader shows "None, None" otherwise."""
     db = layout.autograder / "gradebook.db"
     if not db.exists():
         return 0
@@ -55,7 +56,7 @@ def name_students(layout: Layout) -> int:
     with Gradebook(f"sqlite:///{db}") as gb:
         for s in gb.students:
             if s.first_name is None and s.last_name is None:
-                gb.update_or_create_student(s.id, first_name="", last_name=s.id)
+                gb.update_or_create_student(s.id, first_name="", last_name=(names or {}).get(s.id, s.id))
                 n += 1
     return n
 

@@ -173,12 +173,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1 - math.comb(n - c, k) / math.comb(n, k)
 
 
-# ---- preference-loss variants (not lesson exercises: Day 3 builds DPO and ORPO) ------------------------------
-def ipo_loss(tau: float, h: float) -> float:
-    """IPO's squared loss for one pair: (h − 1/(2τ))², h the difference of (length-averaged) log-ratios."""
-    return (h - 1 / (2 * tau)) ** 2
-
-
+# ---- preference-loss variants (IPO's loss is a Day 3 exercise: quizzes/worked_examples.py) -------------------
 def simpo_margin(beta: float, gamma: float, logp_chosen: float, len_chosen: int, logp_rejected: float,
                  len_rejected: int) -> float:
     """SimPO's margin β·logπ(y_w)/|y_w| − β·logπ(y_l)/|y_l| − γ (no reference model); the loss is −log σ(margin)."""

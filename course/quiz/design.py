@@ -27,7 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import paths
-from .loader import BankError, QuizError, _clean_msg, _field_from_error, _nested_line, _shown, evaluate_compute
+from .loader import BankError, QuizError, clean_message, field_from_error, nested_line, shown_path, evaluate_compute
 from .schema import ID_RE, Compute, FollowUp, check_references, format_number
 
 DESIGN_DIR = "design"
@@ -128,10 +128,10 @@ def load_design(directory: Path | str | None = None, compute: bool = True) -> li
     d = Path(directory) if directory else paths.QUIZZES / DESIGN_DIR
     files = sorted(d.glob("*.yaml"))
     if not files:
-        raise BankError([QuizError(_shown(d), None, None, "no design cases (*.yaml) here")])
+        raise BankError([QuizError(shown_path(d), None, None, "no design cases (*.yaml) here")])
     cases, errors, seen = [], [], {}
     for f in files:
-        shown = _shown(f)
+        shown = shown_path(f)
         text = f.read_text(encoding="utf-8")
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -151,9 +151,9 @@ def load_design(directory: Path | str | None = None, compute: bool = True) -> li
                 c = DesignCase.model_validate(item)
             except ValidationError as ve:
                 for err in ve.errors():
-                    fld = _field_from_error(err)
-                    errors.append(QuizError(shown, _nested_line(node, fld.split(".")) if fld else line, fld,
-                                            _clean_msg(err), cid))
+                    fld = field_from_error(err)
+                    errors.append(QuizError(shown, nested_line(node, fld.split(".")) if fld else line, fld,
+                                            clean_message(err), cid))
                 continue
             c.source = f"{shown}:{line}"
             if c.id in seen:
@@ -167,7 +167,7 @@ def load_design(directory: Path | str | None = None, compute: bool = True) -> li
                     for i, n in enumerate(c.numbers):
                         n.value = evaluate_compute(n.compute)
                 except Exception as e:  # noqa: BLE001
-                    errors.append(QuizError(shown, _nested_line(node, ["numbers", str(i), "compute"]),
+                    errors.append(QuizError(shown, nested_line(node, ["numbers", str(i), "compute"]),
                                             f"numbers.{i}.compute", f"{type(e).__name__}: {e}", c.id))
                     continue
                 c.model_answer = fill(c.model_answer, c)

@@ -160,7 +160,7 @@ def evaluate_compute(c: Compute, _raw: bool = False) -> Any:
 
 
 # ---- YAML with line numbers ---------------------------------------------------------------------------
-def _field_from_error(err: dict) -> str | None:
+def field_from_error(err: dict) -> str | None:
     loc = [str(p) for p in err.get("loc", ())]
     if loc:
         return ".".join(loc)
@@ -170,7 +170,7 @@ def _field_from_error(err: dict) -> str | None:
     return head if head.isidentifier() else None
 
 
-def _clean_msg(err: dict) -> str:
+def clean_message(err: dict) -> str:
     msg = err.get("msg", "")
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -184,7 +184,7 @@ def _key_lines(node: yaml.MappingNode) -> dict[str, int]:
     return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
-def _nested_line(node: yaml.MappingNode, loc: list[str]) -> int | None:
+def nested_line(node: yaml.MappingNode, loc: list[str]) -> int | None:
     """Line of a (possibly nested) field, e.g. ['compute', 'fn']; falls back to the nearest parent."""
     line = node.start_mark.line + 1
     cur = node
@@ -205,7 +205,7 @@ def _nested_line(node: yaml.MappingNode, loc: list[str]) -> int | None:
 def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[QuizError]]:
     """Parse one topic file. Returns the valid questions and the errors found (never raises on content)."""
     path = Path(path)
-    shown = _shown(path)
+    shown = shown_path(path)
     errors: list[QuizError] = []
     try:
         text = path.read_text(encoding="utf-8")
@@ -240,9 +240,9 @@ def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[Qu
             q = Question.model_validate(item)
         except ValidationError as ve:
             for err in ve.errors():
-                fld = _field_from_error(err)
-                fline = _nested_line(node, fld.split(".")) if fld else line
-                errors.append(QuizError(shown, fline, fld, _clean_msg(err), qid))
+                fld = field_from_error(err)
+                fline = nested_line(node, fld.split(".")) if fld else line
+                errors.append(QuizError(shown, fline, fld, clean_message(err), qid))
             continue
         if q.topic != path.stem:
             errors.append(QuizError(shown, _key_lines(node).get("topic", line), "topic",
@@ -257,14 +257,14 @@ def load_file(path: Path, compute: bool = True) -> tuple[list[Question], list[Qu
                 q.value = evaluate_compute(q.compute)
                 q.model_answer = q.model_answer.replace("{value}", format_number(q.value))
             except Exception as e:  # noqa: BLE001 (report any calculator failure as a located error)
-                errors.append(QuizError(q.source.rsplit(":", 1)[0], _nested_line(node, ["compute"]), "compute",
+                errors.append(QuizError(q.source.rsplit(":", 1)[0], nested_line(node, ["compute"]), "compute",
                                         f"{type(e).__name__}: {e}", q.id))
                 continue
         out.append(q)
     return out, errors
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(paths.ROOT))
     except ValueError:
@@ -277,7 +277,7 @@ def load_bank(directory: Path | str | None = None, compute: bool = True) -> Bank
     d = Path(directory) if directory else paths.QUIZZES
     files = sorted(d.glob("*.yaml"))
     if not files:
-        raise BankError([QuizError(_shown(d), None, None, "no *.yaml question files here")])
+        raise BankError([QuizError(shown_path(d), None, None, "no *.yaml question files here")])
     questions, errors = [], []
     seen: dict[str, Question] = {}
     for f in files:

@@ -102,6 +102,17 @@ assert _lora.lora_A.abs().sum() > 0, "A must be initialised randomly (Kaiming-un
 _bound = 1 / math.sqrt(16)                      # kaiming_uniform_(a=√5) on fan_in k gives U(-1/√k, 1/√k)
 assert _lora.lora_A.abs().max() <= _bound + 1e-6, "A ~ kaiming_uniform_(a=√5): |A| ≤ 1/√k"
 assert torch.count_nonzero(_lora.lora_B) == 0, "B starts at zero"
+torch.manual_seed(6)
+_dl = LoRALinear(nn.Linear(16, 24), r=4, alpha=8, dropout=0.5)
+_xd = torch.randn(64, 16)
+_dl.train()
+assert torch.equal(_dl(_xd), _dl.base(_xd)), "dropout acts on the adapter path only: with B = 0 the output is base(x)"
+with torch.no_grad():
+    _dl.lora_B.normal_()
+assert not torch.equal(_dl(_xd), _dl(_xd)), "dropout=0.5 in training mode: two forward passes differ"
+_dl.eval()
+assert torch.allclose(_dl(_xd), _dl.base(_xd) + 2.0 * (_xd @ _dl.lora_A.T @ _dl.lora_B.T), atol=1e-5), \
+    "in eval mode dropout is off: the plain formula"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "lora_linear__grads_only_on_adapter", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -162,6 +173,12 @@ assert torch.allclose(_merged.weight, _lora.base.weight + 2.0 * _lora.lora_B @ _
 assert torch.equal(_merged.bias, _lora.base.bias), "the bias is carried over unchanged"
 assert not torch.equal(_lora.base.weight, _merged.weight), "merge must not modify the adapter layer's own W0"
 assert torch.allclose(_lora(_x), _lora.base(_x) + 2.0 * (_x @ _lora.lora_A.T @ _lora.lora_B.T), atol=1e-6)
+_nb = LoRALinear(nn.Linear(16, 24, bias=False), r=1, alpha=3)
+with torch.no_grad():
+    _nb.lora_B.normal_()
+_m2 = _nb.merge()
+assert type(_m2) is nn.Linear and _m2.bias is None, "a base without bias merges into an nn.Linear without bias"
+assert torch.allclose(_m2(_x), _nb(_x), atol=1e-5), "r = 1, α = 3: scaling 3"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -227,6 +244,14 @@ assert all(n.endswith(("q_proj", "v_proj")) for n in _names2) and len(_names2) =
 _peft2 = _get_peft_model(load_base(profile), _LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
 assert sum(p.numel() for p in _m2.parameters() if p.requires_grad) == _peft2.get_nb_trainable_parameters()[0]
 assert not _m2.lm_head.weight.requires_grad and not _m2.model.embed_tokens.weight.requires_grad, "freeze the rest"
+_wrapped = [m for m in _m2.modules() if isinstance(m, LoRALinear)]
+assert all(m.lora_A.shape[0] == 4 and m.scaling == 8 / 4 for m in _wrapped), "r and alpha reach every LoRALinear"
+_m3 = load_base(profile)
+_names3 = inject_lora(_m3, ("k_proj", "embed_tokens"), r=2, alpha=7)
+assert len(_names3) == _cfg.num_hidden_layers and all(n.endswith("k_proj") for n in _names3), \
+    "only nn.Linear modules are wrapped (embed_tokens is an nn.Embedding)"
+assert all(m.scaling == 7 / 2 for m in _m3.modules() if isinstance(m, LoRALinear)), "α = 7, r = 2"
+assert inject_lora(load_base(profile), (), r=4, alpha=8) == [], "no targets: nothing replaced"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "inject_lora__matches_peft_model", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -349,10 +374,13 @@ labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
 print("training sequences:", tuple(enc["input_ids"].shape))
 
 
-def train(model, params, steps=60, lr=3e-3, bs=16, seed=0):
+STEPS = profile.steps(60)          # 60 on tiny; the profile's training budget caps it (see course.profiles)
+
+
+def train(model, params, steps=STEPS, lr=3e-3, bs=16, seed=0):
     """Plain AdamW on next-token loss over the whole sequence; returns the loss per step."""
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(params, lr=profile.lr(lr), weight_decay=0.0)     # lr chosen for tiny, scaled
     losses = []
     model.train()
     for step in range(steps):
@@ -381,10 +409,11 @@ plot_curves({"LoRA r=8 (adapters only)": lora_losses}, title="Adapter-only train
 # %% [markdown]
 # ## 5. LoRA vs full fine-tuning, and the rank r, on the same task
 #
-# The seed says LoRA reaches "near-equal quality" with a fraction of the memory. Measure it here: the same 60
-# steps, batches and seed for a full fine-tune (every weight trainable, lr 1e-3) and for LoRA at several ranks
-# (lr 3e-3, the same α/r = 2), scored by the loss on 128 **held-out** instruction examples, with the trainable
-# parameters and the measured bytes of gradients + AdamW states each run holds.
+# The seed says LoRA reaches "near-equal quality" with a fraction of the memory. Measure it here: the same 60 steps
+# (`profile.steps(60)`), batches and seed for a full fine-tune (every weight trainable, lr 1e-3) and for LoRA at
+# several ranks (lr 3e-3, the same α/r = 2; both through `profile.lr`), scored by the loss on 128 **held-out**
+# instruction examples, with the trainable parameters and the measured bytes of gradients + AdamW states each run
+# holds.
 
 # %% nbgrader={"grade": false, "grade_id": "given_lora_vs_full", "locked": true, "schema_version": 3, "solution": false, "task": false}
 heldout = load_instruction_data(profile)["test"].select(range(128))
@@ -415,7 +444,7 @@ def train_state_bytes(params):
     return grads + state
 
 
-def finetune(method, r=8, steps=60, seed=0, lr=None):
+def finetune(method, r=8, steps=STEPS, seed=0, lr=None):
     """Full fine-tune or LoRA rank r from the base -> (held-out loss, trainable params, grad+optimizer bytes)."""
     torch.manual_seed(seed)
     m = load_base(profile)
@@ -479,7 +508,7 @@ for p in ft.parameters():
 target = ft.model.layers[1].mlp.down_proj.weight
 target.requires_grad_(True)
 W_before = target.detach().clone()
-ft_losses = train(ft, [target], steps=40, lr=1e-3)
+ft_losses = train(ft, [target], steps=profile.steps(40), lr=1e-3)
 delta = (target.detach() - W_before)
 s = torch.linalg.svdvals(delta)
 noise = torch.randn_like(delta)

@@ -36,10 +36,10 @@ from course.generation import evaluate_exact_match
 from course.loading import load_base, load_tokenizer
 from course.plotting import plot_bars
 from course.tinyworld.tasks import examples
-from course.training import conversational, lora_config
+from course.training import conversational, lora_config, use_cpu
 
-tok = load_tokenizer("tiny")
-base = load_base("tiny")
+tok = load_tokenizer(profile)
+base = load_base(profile)
 train = examples("train")
 print(f"{len(train)} training examples; padding side {tok.padding_side!r}, pad token {tok.pad_token!r} = id {tok.pad_token_id}")
 
@@ -106,7 +106,7 @@ print("tokens in the loss per row:", (labels != -100).sum(1).tolist())
 # %%
 def trl_labels(batch_examples, assistant_only=False):
     """The (input_ids, labels) trl's SFTTrainer feeds the model for these examples."""
-    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="day4-"), use_cpu=True, bf16=False, report_to=[],
+    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="day4-"), use_cpu=use_cpu(base), bf16=False, report_to=[],
                      max_length=128, completion_only_loss=not assistant_only, assistant_only_loss=assistant_only)
     convs = conversational(batch_examples)
     data = [{"messages": c["prompt"] + c["completion"]} for c in convs] if assistant_only else convs
@@ -145,6 +145,11 @@ assert torch.equal(_ids, _keep), "mask_labels must not modify input_ids in place
 assert mask_labels(_ids, _am, torch.tensor([0, 0])).tolist() == [[5, 6, 7, 8, 9], [5, 6, 7, -100, -100]]
 assert mask_labels(_ids, torch.ones_like(_ids), torch.tensor([5, 3])).tolist() == [[-100] * 5, [-100, -100, -100, 0, 0]], (
     "a pad id that is attended to (mask 1) is a real token; only attention_mask decides padding")
+assert type(_out) is torch.Tensor and _out.dtype == _ids.dtype, "labels: a plain tensor of input_ids' dtype (long)"
+_one = mask_labels(torch.tensor([[4, 3, 2]]), torch.tensor([[1, 1, 1]]), torch.tensor([7]))
+assert _one.tolist() == [[-100, -100, -100]], "batch of 1, a prompt longer than the row: everything masked"
+_bool = mask_labels(_ids, _am.bool(), torch.tensor([2, 1]))
+assert _bool.tolist() == [[-100, -100, 7, 8, 9], [-100, 6, 7, -100, -100]], "a boolean attention_mask works the same"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -218,12 +223,24 @@ assert abs(sft_loss(_logits, _lab).item() - _want) < 1e-6, (
     f"logits at t are scored against labels at t+1; expected {_want:.4f}, got {sft_loss(_logits, _lab).item():.4f}")
 ### BEGIN HIDDEN TESTS
 assert abs(sft_loss(_logits, torch.tensor([[-100, 2, -100]])).item() - F.cross_entropy(_logits[0, :1], torch.tensor([2])).item()) < 1e-6
+# large logits (a confident, wrong model): the loss is ~1000 per token, finite, never inf/nan
+_big = torch.zeros(2, 3, 5)
+_big[:, :, 0] = 1000.0
+_lb = torch.tensor([[-100, 1, 2], [-100, 3, -100]])
+_v = sft_loss(_big, _lb)
+assert torch.isfinite(_v) and abs(_v.item() - 1000.0) < 1e-3, f"use log-softmax (cross_entropy), not log(softmax): {_v}"
+# differentiable: training backpropagates through it
+_g = torch.randn(2, 4, 6, requires_grad=True)
+_l = sft_loss(_g, torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, 5]]))
+assert type(_l) is torch.Tensor and _l.requires_grad, "return the loss tensor itself (not .item(), not a new tensor)"
+_l.backward()
+assert _g.grad is not None and _g.grad[:, -1].abs().sum() == 0, "the last position predicts nothing: no gradient there"
 ### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Training without the mask, measured
 #
-# Same data, same seed, same 80 steps of LoRA SFT; the only difference is `completion_only_loss`. Without the mask the
+# Same data, same seed, same 80 steps of LoRA SFT (`profile.steps(80)`; the learning rate through `profile.lr`); the only difference is `completion_only_loss`. Without the mask the
 # loss also pays for predicting the *questions* — the template, the instruction wording — which the model never has
 # to produce at inference. We measure three things on both models:
 # 1. held-out exact match (items the training data never mentions);
@@ -231,11 +248,14 @@ assert abs(sft_loss(_logits, torch.tensor([[-100, 2, -100]])).item() - F.cross_e
 # 3. the loss on the **prompt** tokens — what the unmasked model spent its updates on.
 
 # %%
-def sft(model, train_examples, completion_only=True, steps=80, batch_size=8, lr=1e-2, seed=0):
+STEPS = profile.steps(80)
+
+
+def sft(model, train_examples, completion_only=True, steps=STEPS, batch_size=8, lr=profile.lr(1e-2), seed=0):
     """LoRA SFT (r=16, α=32, all linear layers) in the default ChatML template; returns the trained model."""
     args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="day4-"), max_steps=steps, per_device_train_batch_size=batch_size,
                      learning_rate=lr, lr_scheduler_type="cosine", warmup_steps=0.03, logging_steps=1, report_to=[],
-                     save_strategy="no", use_cpu=True, bf16=False, gradient_checkpointing=False, seed=seed,
+                     save_strategy="no", use_cpu=use_cpu(model), bf16=False, gradient_checkpointing=False, seed=seed,
                      completion_only_loss=completion_only, max_length=128, disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(conversational(train_examples)),
                          processing_class=tok, peft_config=lora_config(r=16, alpha=32))
@@ -245,8 +265,8 @@ def sft(model, train_examples, completion_only=True, steps=80, batch_size=8, lr=
 
 
 torch.manual_seed(0)
-models = {"masked (prompt -100)": sft(load_base("tiny"), train, completion_only=True),
-          "unmasked (loss on everything)": sft(load_base("tiny"), train, completion_only=False)}
+models = {"masked (prompt -100)": sft(load_base(profile), train, completion_only=True),
+          "unmasked (loss on everything)": sft(load_base(profile), train, completion_only=False)}
 
 # %%
 heldout = examples("heldout")
@@ -265,7 +285,7 @@ for name, model in models.items():
           f"loss on prompt tokens {results[name]['prompt loss']:.3f} · e.g. {heldout[0].instruction!r} → {gens[0]!r}")
 
 # %%
-plot_bars({n: r["exact match"] for n, r in results.items()}, title="Held-out exact match after 80 steps", ylabel="exact match");
+plot_bars({n: r["exact match"] for n, r in results.items()}, title=f"Held-out exact match after {STEPS} steps", ylabel="exact match");
 m, u = results["masked (prompt -100)"], results["unmasked (loss on everything)"]
 print(f"with the mask: exact match {m['exact match']:.3f} vs {u['exact match']:.3f} without · "
       f"response loss {m['response loss']:.3f} vs {u['response loss']:.3f} · "

@@ -12,7 +12,8 @@
 # at inference.* Its interview question: *how would you serve 100 different LoRA adapters in production?* And its
 # decision table (§6): *per-tenant customization → LoRA adapters per tenant; hot-swap at serving.* This notebook:
 #
-# 1. trains three small adapters on the tiny base, one per task family — three "tenants";
+# 1. trains three small adapters on the profile's base (the tiny Llama; SmolLM2-135M on `small`), one per task
+#    family — three "tenants" — and reads what each does to generated text, merged and hot-swapped;
 # 2. switches between them with `set_adapter` / `load_adapter` and with `hotswap_adapter`, and measures swap
 #    latency against reloading the model;
 # 3. runs **mixed-adapter batches** — one batch, a different adapter per row (`adapter_names=`) — and checks each row
@@ -54,21 +55,25 @@ tokenizer = load_tokenizer(profile)
 #
 # Every adapter gets the **same** LoRA configuration (r=8, α=16, all seven projections): same shapes, same scaling.
 # That is what lets one base hold them side by side, batch them together, and hot-swap one into another's slot.
-# 30 steps each, on one family's training prompts; saved to disk as a deployment would receive them.
+# 30 steps each (`profile.steps(30)`: the profile's training budget caps it), on one family's training prompts, at a
+# learning rate chosen for the tiny model and scaled by `profile.lr` (a pretrained model needs a gentler one);
+# saved to disk as a deployment would receive them.
 
 # %%
 ADAPTER_ROOT = Path(tempfile.mkdtemp(prefix="day5-tenants-"))
 ADAPTERS = {}
+STEPS = profile.steps(30)
 for fam in TENANTS:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     trained, losses = train_sft(load_base(profile), tokenizer, tasks.examples("train", [fam]), template=TEMPLATE,
-                                lora=lora_config(r=8, alpha=16), max_steps=30, batch_size=8, learning_rate=1e-2,
+                                lora=lora_config(r=8, alpha=16), max_steps=STEPS, batch_size=8,
+                                learning_rate=profile.lr(1e-2),
                                 scheduler="constant", activation_checkpointing=False)
     ADAPTERS[fam] = ADAPTER_ROOT / fam
     trained.save_pretrained(ADAPTERS[fam])
     size = (ADAPTERS[fam] / "adapter_model.safetensors").stat().st_size
-    print(f"{fam:8} 30 steps in {time.perf_counter() - t0:4.1f} s, loss {losses[0]:.2f} -> {losses[-1]:.2f}, "
+    print(f"{fam:8} {STEPS} steps in {time.perf_counter() - t0:4.1f} s, loss {losses[0]:.2f} -> {losses[-1]:.2f}, "
           f"adapter {size:,} bytes")
 
 # %% [markdown]
@@ -123,6 +128,45 @@ with torch.no_grad():
     print("max |hot-swapped − loaded 'antonym'| =", (one_slot(**probe).logits - model(**probe).logits).abs().max().item())
 
 # %% [markdown]
+# ### What an adapter does to the text
+#
+# Prompts in words the adapters never trained on: a held-out key in a new phrasing, and one question outside every
+# family. Each goes through the base (adapters disabled), the `capital` adapter, that adapter **merged** into a fresh
+# copy of the base (`merge_and_unload`: $W_0 + sBA$, no LoRA modules left), and the one-slot model before and after
+# `hotswap_adapter` puts `capital` into the slot that holds `antonym`. Greedy decoding, `profile.max_new_tokens`
+# tokens. On `small` this is SmolLM2-135M-Instruct answering in English; on `tiny`, the tiny Llama.
+
+# %%
+_cap, _ant = tasks.examples("heldout", ["capital"])[0].key, tasks.examples("heldout", ["antonym"])[0].key
+DEMO = [f"Tell me the capital of {_cap}.", f"What word is the opposite of {_ant}?", "Tell me one fact about the Moon."]
+demo_prompts = [chat_prompt(tokenizer, q, TEMPLATE) for q in DEMO]
+demo_enc = tokenizer(demo_prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+n_new = profile.max_new_tokens
+model.set_adapter("capital")
+with model.disable_adapter():
+    demo = {"base": generate(model, tokenizer, demo_prompts, n_new)}
+demo["+ capital adapter"] = generate(model, tokenizer, demo_prompts, n_new)
+merged = PeftModel.from_pretrained(load_base(profile), ADAPTERS["capital"]).merge_and_unload().eval()
+demo["capital merged"] = generate(merged, tokenizer, demo_prompts, n_new)
+with torch.no_grad():
+    merge_gap = (merged(**demo_enc).logits - model(**demo_enc).logits).abs().max().item()
+del merged
+demo["one slot: antonym"] = generate(one_slot, tokenizer, demo_prompts, n_new)
+hotswap_adapter(one_slot, str(ADAPTERS["capital"]), adapter_name="default", torch_device="cpu")
+demo["one slot: hot-swapped capital"] = generate(one_slot, tokenizer, demo_prompts, n_new)
+for i, q in enumerate(DEMO):
+    print(f"{q}")
+    for row, texts in demo.items():
+        print(f"   {row:30} {texts[i]!r}")
+print(f"merged vs unmerged: max |Δ logit| = {merge_gap:.2e}; same text: {demo['capital merged'] == demo['+ capital adapter']}; "
+      f"hot-swapped slot = loaded adapter: {demo['one slot: hot-swapped capital'] == demo['+ capital adapter']}")
+assert merge_gap < 1e-3, "merging W0 + sBA in float32 computes what the unmerged adapter computes"
+
+# %% [markdown]
+# Read the rows: the adapter changes *how* the model answers (the family's one-sentence form), the merge changes
+# nothing but where the update lives, and a hot-swap turns one tenant's slot into another's without a reload. The
+# off-family question shows the cost of a narrow adapter: it pulls unrelated prompts toward its own answer form.
+#
 # Now the latencies (median of repeats; the machine is shared, so read the orders of magnitude).
 # `benchmarks/adapter_serving.py` measures the same on a wider model and `docs/BENCHMARKS.md` records it.
 # `median_seconds(fn, repeats)` (from `course.timing`, as in notebook 1) is the median wall time of `repeats` calls
@@ -149,7 +193,7 @@ for what, s in latency.items():
     print(f"{what:40} {s * 1e3:9.3f} ms   ({reload_s / s:8.1f}× faster than reloading)")
 
 # %% [markdown]
-# On the tiny model the base is a few megabytes, so even a reload is quick; what carries over to real sizes is the
+# On the tiny model the base is a few megabytes, so even a reload is quick (SmolLM2 on `small` is 0.5 GB in fp32); what carries over to real sizes is the
 # ordering. Reloading moves the whole base, loading or hot-swapping moves one adapter, `set_adapter` moves nothing —
 # §5 puts bytes on it for a 7B base. A request that needs a different adapter should never wait for a base reload.
 #
@@ -405,10 +449,10 @@ assert _m["adapter"] == lora_params(model_spec("llama-2-7b"), 8) * 4, "adapter b
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "serving_memory__slots_and_host", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-_m = serving_memory("tiny", n_adapters=3, r=8, gpu_slots=10, weight_bytes=4, adapter_bytes=4)
-_one = lora_params(model_spec("tiny"), 8) * 4
+_m = serving_memory(profile.model, n_adapters=3, r=8, gpu_slots=10, weight_bytes=4, adapter_bytes=4)
+_one = lora_params(model_spec(profile.model), 8) * 4
 assert _m["adapter"] == _one == lora_numel // len(TENANTS) * 4, \
-    "the tiny adapter: the same count as the adapters trained above, × 4 bytes in fp32"
+    "this profile's adapter: the same count as the adapters trained above, × 4 bytes in fp32"
 assert _m["gpu"] == _m["all_resident"] == _m["base"] + 3 * _one, "10 slots but only 3 adapters: all 3 are resident"
 assert _m["host"] == 3 * _one, "host memory keeps every adapter"
 ### BEGIN HIDDEN TESTS
