@@ -155,3 +155,94 @@ def fit_reward_model(feature_model, tokenizer, pairs, **fit_kw) -> tuple[FrozenF
     """A ``FrozenFeatureRewardModel`` on ``feature_model`` fitted to ``pairs``: (model, final loss)."""
     rm = FrozenFeatureRewardModel(feature_model, tokenizer)
     return rm, rm.fit(pairs, **fit_kw)
+
+
+# ---------------------------------------------------------------- group sampling for GRPO / RLOO (Day 2 nb4)
+
+
+@torch.no_grad()
+def sample_groups(model, tokenizer, prompts: list[str], num_generations: int, *, max_new_tokens: int = 12,
+                  temperature: float = 1.0) -> dict:
+    """``num_generations`` samples for each already-rendered prompt, in consecutive groups (trl's layout).
+
+    Returns trl's batch fields: ``prompt_ids``/``prompt_mask`` (B, P) left-padded, ``completion_ids``/
+    ``completion_mask`` (B, C) with B = len(prompts)·num_generations — the mask covers the tokens up to and
+    including the first end-of-turn token, the rest is padding — and ``texts``, the decoded completions.
+    Sampling is plain (top-k 0, top-p 1, trl's defaults) at ``temperature``.
+    """
+    from .generation import stop_token_ids
+
+    device = next(model.parameters()).device
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    finally:
+        tokenizer.padding_side = side
+    ids = enc["input_ids"].repeat_interleave(num_generations, 0)
+    mask = enc["attention_mask"].repeat_interleave(num_generations, 0)
+    stops = stop_token_ids(tokenizer)
+    was_training = model.training
+    model.eval()
+    out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+                         top_p=1.0, max_new_tokens=max_new_tokens, eos_token_id=stops,
+                         pad_token_id=tokenizer.pad_token_id)
+    model.train(was_training)
+    completion = out[:, ids.shape[1]:]
+    ended = torch.isin(completion, torch.tensor(stops, device=device)).long()
+    after_end = (ended.cumsum(-1) - ended) > 0                   # strictly after the first end-of-turn token
+    completion = completion.masked_fill(after_end, tokenizer.pad_token_id)
+    texts = tokenizer.batch_decode(completion, skip_special_tokens=True)
+    return {"prompt_ids": ids, "prompt_mask": mask, "completion_ids": completion,
+            "completion_mask": (~after_end).long(), "texts": [t.strip() for t in texts]}
+
+
+def completion_logprobs(model, batch: dict, temperature: float = 1.0) -> torch.Tensor:
+    """Per-token log-probabilities (B, C) of ``batch``'s completions under ``model`` at ``temperature``, computed as
+    trl's GRPO/RLOO trainers compute them (logits of the positions before each token, divided by the temperature,
+    trl's ``selective_log_softmax``). Padding positions hold a value; mask them with ``completion_mask``."""
+    from trl.trainer.utils import selective_log_softmax
+
+    ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+    mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+    C = batch["completion_ids"].shape[1]
+    logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=C + 1).logits[:, :-1]
+    return selective_log_softmax(logits / temperature, batch["completion_ids"])
+
+
+def trl_group_batch(trainer: str, model_path: str, tokenizer, questions: list[str], rewards, *,
+                    num_generations: int, max_completion_length: int = 6, seed: int = 0, ref_state_dict=None,
+                    **config):
+    """Build trl's real ``GRPOTrainer`` (``trainer="grpo"``) or ``RLOOTrainer`` (``"rloo"``) on the model saved at
+    ``model_path``, let it sample one generation batch for ``questions`` (each asked ``num_generations`` times) and
+    score it with the given ``rewards`` (B,) instead of a reward function. Returns (trainer, batch): the batch holds
+    trl's own ``advantages`` and everything its ``_compute_loss(trainer.model, batch)`` needs.
+
+    For checking a from-scratch GRPO / RLOO against trl without running a training loop. ``config`` goes to
+    ``GRPOConfig`` / ``RLOOConfig`` (``beta``, ``loss_type``, ``scale_rewards``, ``epsilon``, ...).
+    ``ref_state_dict``: weights for trl's reference model (with β ≠ 0), so that the KL is not 0 at the first step.
+    """
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    Config, Trainer = {"grpo": (GRPOConfig, GRPOTrainer), "rloo": (RLOOConfig, RLOOTrainer)}[trainer]
+    rewards = torch.as_tensor(rewards, dtype=torch.float32).reshape(-1, 1)
+    B = len(questions) * num_generations
+    if rewards.shape[0] != B:
+        raise ValueError(f"{len(questions)} questions × {num_generations} generations = {B} rewards, "
+                         f"not {rewards.shape[0]}")
+    defaults = dict(output_dir=tempfile.mkdtemp(prefix="course-rl-"), use_cpu=not torch.cuda.is_available(),
+                    report_to=[], save_strategy="no", bf16=False, gradient_checkpointing=False, max_steps=1,
+                    logging_steps=1, disable_tqdm=True, dataloader_num_workers=0, seed=seed)
+    args = Config(**{**defaults, **config}, per_device_train_batch_size=B, num_generations=num_generations,
+                  max_completion_length=max_completion_length)
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": q}]} for q in questions])
+    tr = Trainer(model=model_path, reward_funcs=lambda completions, **kw: [0.0] * len(completions), args=args,
+                 train_dataset=dataset, processing_class=tokenizer)
+    if ref_state_dict is not None:
+        tr.ref_model.load_state_dict(ref_state_dict)
+    tr._calculate_rewards = lambda *a, **k: rewards.clone()      # the given rewards, not a reward function's
+    tr.current_gradient_accumulation_steps = 1                   # set by Trainer.train(); one batch, no accumulation
+    torch.manual_seed(seed)
+    tr.model.train()
+    batch = tr._generate_and_score_completions([dataset[i] for i in range(len(questions)) for _ in range(num_generations)])
+    return tr, batch

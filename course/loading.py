@@ -63,14 +63,19 @@ def bnb_config(profile: Profile | str | None = None):
     )
 
 
-def load_base(profile: Profile | str | None = None, quantize: bool = False, dtype: str | None = None):
-    """The profile's base model, optionally 4-bit quantized (QLoRA), on the profile's device."""
+def load_base(profile: Profile | str | None = None, quantize: bool = False, dtype: str | None = None,
+              quantization_config=None):
+    """The profile's base model, optionally 4-bit quantized (QLoRA), on the profile's device.
+
+    ``quantization_config`` (a ``BitsAndBytesConfig``) quantizes with that config instead of ``bnb_config(profile)``.
+    """
     from transformers import AutoModelForCausalLM
 
     p = require_device(_profile(profile))
     kwargs = {"dtype": DTYPES[dtype or p.compute_dtype]}
+    quantize = quantize or quantization_config is not None
     if quantize:
-        kwargs["quantization_config"] = bnb_config(p)
+        kwargs["quantization_config"] = quantization_config or bnb_config(p)
         kwargs["device_map"] = {"": 0} if p.device == "cuda" else "cpu"
     model = AutoModelForCausalLM.from_pretrained(p.model, **kwargs)
     if not quantize and p.device == "cuda":

@@ -179,6 +179,20 @@ def nf4_bits_per_param(double_quant: bool = True, blocksize: int = NF4_BLOCKSIZE
     return 4 + overhead
 
 
+def qlora_linear_bytes(in_features: int, out_features: int, r: int, blocksize: int = NF4_BLOCKSIZE,
+                       double_quant: bool = False, adapter_dtype: str = "fp32",
+                       dq_blocksize: int = DOUBLE_QUANT_BLOCKSIZE) -> dict[str, int]:
+    """Bytes of one QLoRA linear layer, piece by piece: ``codes`` (two 4-bit NF4 codes per byte), ``absmax``
+    (one fp32 scale per block, or with double quantization one uint8 per block + one fp32 per ``dq_blocksize``
+    blocks) and ``lora`` (A (r, in) and B (out, r) in ``adapter_dtype``). codes + absmax = weights ×
+    ``nf4_bits_per_param`` / 8."""
+    n = in_features * out_features
+    blocks = math.ceil(n / blocksize)
+    absmax = blocks + 4 * math.ceil(blocks / dq_blocksize) if double_quant else 4 * blocks
+    return {"codes": math.ceil(n / 2), "absmax": absmax,
+            "lora": r * (in_features + out_features) * DTYPE_BYTES[adapter_dtype]}
+
+
 def optimizer_bytes_per_param(optimizer: str) -> float:
     if optimizer == "adamw":
         return 2 * 4

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from course.authoring.cells import dumps, read_source
 from course.authoring.formgrader import register
 from course.authoring.layout import Layout
 from course.authoring.student import start, with_installed_kernel
-from course.mathjax import cdn_urls, export_html
+from course.mathjax import MARKER, cdn_urls, export_html
 
 REPO = Layout.default()
 SMALL_DAY, SMALL_NB = "day1_lora_qlora", "04_memory_calculator"      # the reference runs in seconds
@@ -183,5 +184,17 @@ def test_learner_and_instructor_journeys_in_chromium(tmp_path):
         d.get(page.as_uri())
         n_math = wait_for(d, "return document.querySelectorAll('mjx-container svg').length", 60, "typeset math")
         shot("export_math_offline")
+        assert n_math > 10
+
+        # 7. JupyterLab's own File > Save and Export Notebook As > HTML (the server's nbconvert handler; with
+        #    download=false the browser shows the page instead of saving it): math offline there too
+        export = "/nbconvert/html/lessons/day3_dpo_orpo/01_dpo_derivation.ipynb?download=false"
+        with urllib.request.urlopen(lab.page(export), timeout=300) as r:
+            served = r.read().decode("utf-8")
+        assert cdn_urls(served) == [] and MARKER in served, cdn_urls(served)
+        d.get(lab.page(export))
+        n_math = wait_for(d, "return document.querySelectorAll('mjx-container svg').length", 120,
+                          "typeset math in JupyterLab's own HTML export")
+        shot("jupyterlab_export_math_offline")
         assert n_math > 10
     print(f"\nbrowser journeys: {time.time() - t0:.0f} s; screenshots: {shot.folder}")

@@ -52,6 +52,66 @@ def test_reference_bits_per_param_matches_course_memory():
     assert ns["bits_per_param"](64) == nf4_bits_per_param(double_quant=False)
 
 
+QLORA_IDS = {"nf4_levels", "quantize_blockwise", "dequantize_blockwise", "pack_nibbles", "qlora_linear",
+             "bnb_lora_reference"}
+QLORA_PRELUDE = ("import math\nfrom collections import OrderedDict\nimport bitsandbytes as bnb\n"
+                 "import bitsandbytes.functional as bnbf\nimport torch\nimport torch.nn.functional as F\n"
+                 "from peft import LoraConfig, get_peft_model\nfrom scipy.stats import norm\n"
+                 "from course.kbit import keep_training_layout\n"
+                 "def unpack_bnb(packed, n):\n    flat = packed.reshape(-1)\n"
+                 "    return torch.stack([flat >> 4, flat & 0xF], dim=1).reshape(-1)[:n]\n")
+
+
+@pytest.fixture(scope="module")
+def qlora_ns():
+    from course.notebook import quiet
+
+    quiet()
+    return solution_namespace(NF4_SRC, QLORA_IDS, QLORA_PRELUDE)
+
+
+@pytest.mark.parametrize("d_in,d_out,r,alpha,cd,blocksize,x_shape,x_dtype,bias,seed", [
+    (192, 80, 6, 5, torch.bfloat16, 64, (2, 3, 192), torch.float32, True, 3),
+    (512, 48, 2, 16, torch.float16, 128, (7, 512), torch.float32, False, 4),
+    (64, 320, 1, 3, torch.bfloat16, 64, (1, 1, 64), torch.bfloat16, True, 5),     # bf16 input, r=1, one token
+    (384, 64, 12, 24, torch.float32, 128, (4, 384), torch.float32, True, 6),
+])
+def test_reference_qlora_linear_equals_bnb_linear4bit_and_peft(qlora_ns, d_in, d_out, r, alpha, cd, blocksize,
+                                                               x_shape, x_dtype, bias, seed):
+    """QLoRALinear vs bitsandbytes Linear4bit (nf4) + peft LoRA on the same weights and A, B: outputs and the
+    gradients of x, A, B within the notebook's tolerance (rtol 1e-5); shapes/dtypes the notebook never uses."""
+    torch.manual_seed(seed)
+    lin = torch.nn.Linear(d_in, d_out, bias=bias)
+    with torch.no_grad():
+        lin.weight.mul_(7.0)
+    q = qlora_ns["QLoRALinear"](lin, r=r, alpha=alpha, compute_dtype=cd, blocksize=blocksize)
+    ref, ref_layer = qlora_ns["bnb_lora_linear"](lin, r=r, alpha=alpha, compute_dtype=cd, blocksize=blocksize)
+    with torch.no_grad():
+        q.lora_B.normal_(0, 0.2)
+    qlora_ns["copy_lora"](q, ref_layer)
+    x = torch.randn(*x_shape).to(x_dtype)
+    got, want = qlora_ns["forward_backward"](q, x), qlora_ns["forward_backward"](ref, x)
+    assert got[0].dtype == want[0].dtype == x_dtype
+    for a, b in zip([got[0], got[1], *got[2]], [want[0], want[1], *want[2]]):
+        assert torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6 * b.abs().max().item())
+    assert [n for n, p in q.named_parameters() if p.requires_grad] == ["lora_A", "lora_B"]
+
+
+@pytest.mark.parametrize("d_in,d_out,r,blocksize", [(4096, 4096, 16, 64), (2048, 640, 8, 128)])
+def test_reference_qlora_linear_memory_matches_course_memory(qlora_ns, d_in, d_out, r, blocksize):
+    from course.memory import nf4_bits_per_param, qlora_linear_bytes
+
+    q = qlora_ns["QLoRALinear"](torch.nn.Linear(d_in, d_out, bias=False), r=r, alpha=2 * r, blocksize=blocksize)
+    est = qlora_linear_bytes(d_in, d_out, r, blocksize=blocksize)
+    assert q.packed.numel() * q.packed.element_size() == est["codes"]
+    assert q.absmax.numel() * q.absmax.element_size() == est["absmax"]
+    assert sum(p.numel() * p.element_size() for p in q.parameters()) == est["lora"]
+    assert (est["codes"] + est["absmax"]) * 8 == d_in * d_out * nf4_bits_per_param(False, blocksize)
+    dq = qlora_linear_bytes(d_in, d_out, r, blocksize=blocksize, double_quant=True)
+    assert (dq["codes"] + dq["absmax"]) * 8 == pytest.approx(d_in * d_out * nf4_bits_per_param(True, blocksize),
+                                                              rel=1e-4)
+
+
 @pytest.mark.slow
 def test_benchmark_prints_ratio():
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lora_vs_peft.py"), "--steps", "2", "--warmup", "1",

@@ -21,8 +21,9 @@ PRELUDE = ("import contextlib\nimport io\nimport math\nimport torch\nimport torc
 
 
 
-def test_three_notebooks():
-    assert [s.stem for s in SOURCES] == ["01_reward_model", "02_ppo_and_reward_hacking", "03_rlhf_cost"]
+def test_four_notebooks():
+    # 04_grpo_rlvr (GRPO, RLOO, RLVR) is tested in tests/test_grpo.py
+    assert [s.stem for s in SOURCES] == ["01_reward_model", "02_ppo_and_reward_hacking", "03_rlhf_cost", "04_grpo_rlvr"]
 
 
 

@@ -266,3 +266,34 @@ def test_template_mismatch_ordering_on_seeds_and_threads(seed, threads):
     r = _run_notebook(TEMPLATES_NB, seed, 'print("RESULT " + json.dumps(served))', skip=("real = load_tokenizer",
                       "for add_bos in"), threads=threads)
     assert r["chatml"] > r["alpaca"] + 0.3, r          # the lesson: a far template fails (Llama-3 ties on seed 2, by design not asserted)
+
+
+# ---------------------------------------------------------------- notebook 3: configuring QLoRA
+
+LAB_PRELUDE = ("import torch\nfrom peft import LoraConfig, prepare_model_for_kbit_training\n"
+               "from transformers import BitsAndBytesConfig\nfrom course.loading import DTYPES\n")
+
+
+@pytest.mark.parametrize("name,overrides", [("tiny", {}), ("small", {}), ("a100", {}),
+                                            ("tiny", {"compute_dtype": "bfloat16", "lora_r": 8, "lora_alpha": 5})])
+def test_reference_qlora_configs_agree_with_course_loading_and_trl(name, overrides):
+    """The lab's configs (the reference) quantize exactly as course.loading.bnb_config does for every profile
+    (Day 5 reloads the base that way), and its trainer dict is accepted by trl's SFTConfig where the machine can
+    (bf16 needs a GPU or use_cpu)."""
+    import tempfile
+
+    from trl import SFTConfig
+
+    from course.loading import bnb_config
+    from course.profiles import get_profile
+
+    p = get_profile(name, **overrides)
+    ns = solution_namespace(LAB_NB, {"qlora_configs"}, LAB_PRELUDE)
+    quant, lora, trainer = ns["qlora_configs"](p, ["q_proj", "down_proj"])
+    mine, course = quant.to_dict(), bnb_config(p).to_dict()
+    assert {k: mine[k] for k in course if k.startswith("bnb_4bit") or k.startswith("load_in")} == \
+        {k: course[k] for k in course if k.startswith("bnb_4bit") or k.startswith("load_in")}
+    assert (lora.r, lora.lora_alpha) == (p.lora_r, p.lora_alpha)
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), **trainer, use_cpu=True, report_to=[], save_strategy="no")
+    assert args.optim == p.optim and args.learning_rate == p.learning_rate and args.bf16 == (p.compute_dtype == "bfloat16")
+    assert args.max_steps == (p.max_train_steps or -1) and args.get_warmup_steps(100) == 3

@@ -11,8 +11,9 @@
 # QLoRA (Dettmers et al. 2023) = LoRA on a frozen base stored in 4 bits. Its three pieces (seed §3.3):
 # **NF4**, a 4-bit data type whose 16 levels are quantiles of a normal distribution; **double quantization** of the
 # per-block scales; **paged optimizers**. We build NF4 from scratch, check what exactly agrees with bitsandbytes on
-# CPU (and why a natural version disagrees on about one weight in ten million), measure NF4 against FP4 and uniform
-# INT4 on normal weights and on a real model's, and compute the bits per parameter.
+# CPU (and why a natural version disagrees on about one weight in ten million), join it to LoRA in a `QLoRALinear`
+# layer equal to bitsandbytes' `Linear4bit` + peft, measure NF4 against FP4 and uniform INT4 on normal weights and
+# on a real model's, and compute the bits per parameter.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -23,9 +24,17 @@ from course.notebook import setup
 profile = setup(PROFILE)
 
 # %%
+import math
+from collections import OrderedDict
+
+import bitsandbytes as bnb
 import bitsandbytes.functional as bnbf
 import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
 from scipy.stats import norm
+
+from course.kbit import keep_training_layout
 
 from course.plotting import plot_bars, plt
 
@@ -257,7 +266,292 @@ assert torch.equal(_out.reshape(3, 64), _lv[_idx.long()].reshape(3, 64) * _am[:,
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 3. NF4 vs FP4 vs uniform INT4, and which levels get used
+# ## 3. QLoRA from scratch: NF4 storage + a LoRA path
+#
+# Now join the quantizer to notebook 2's LoRA. A QLoRA linear layer keeps its frozen weight **only** as NF4:
+# two 4-bit codes per byte (first code in the high nibble, as bitsandbytes stores them) and one fp32 absmax per
+# block. In every forward it dequantizes the codes to the **compute dtype** (bf16 in the QLoRA paper), runs the
+# matmul there, and adds the LoRA path $s\,B A x$ computed in the adapters' own higher precision (fp32), with
+# $s = \alpha / r$. Gradients reach only $A$ and $B$: codes and scales are buffers, not parameters.
+#
+# The library version is bitsandbytes' `Linear4bit` (NF4, here without double quantization) wrapped by peft's
+# LoRA. Its forward, which we copy operation for operation:
+# `base = F.linear(x.to(cd), dequant(W).to(cd), bias.to(cd)).to(x.dtype)`,
+# `lora = lora_B(lora_A(x.to(fp32))) · s` (fp32), returning `(base + lora).to(x.dtype)` (peft 0.21).
+#
+# ### Exercise 5 — pack two codes per byte
+# `pack_nibbles(indices)`: `(n,)` uint8 codes in 0..15 (n even) → `(n // 2,)` uint8 with byte
+# $i$ = `indices[2i] << 4 | indices[2i+1]` — the inverse of `unpack_bnb` above.
+
+# %% nbgrader={"grade": false, "grade_id": "pack_nibbles", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def pack_nibbles(indices: torch.Tensor) -> torch.Tensor:
+    """(n,) uint8 codes 0..15, n even -> (n // 2,) uint8; byte i = codes[2i] << 4 | codes[2i + 1]."""
+    ### BEGIN SOLUTION
+    pairs = indices.to(torch.uint8).reshape(-1, 2)                  # (n/2, 2): neighbours share a byte
+    return (pairs[:, 0] << 4) | pairs[:, 1]
+    ### END SOLUTION
+
+
+# %% nbgrader={"grade": true, "grade_id": "pack_nibbles__equals_bitsandbytes", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(13)
+_w = torch.randn(16, 64) * 0.1
+_p, _ = bnbf.quantize_4bit(_w, blocksize=64, quant_type="nf4")
+_mine = pack_nibbles(unpack_bnb(_p, _w.numel()))
+assert type(_mine) is torch.Tensor and _mine.dtype == torch.uint8 and _mine.shape == (_w.numel() // 2,), \
+    "one uint8 byte per two codes, shape (n // 2,)"
+assert torch.equal(_mine, _p.reshape(-1)), "the bytes must equal bitsandbytes' packed weight (high nibble first)"
+### BEGIN HIDDEN TESTS
+_p2, _ = bnbf.quantize_4bit(torch.randn(2, 4096) * 3.0, blocksize=64, quant_type="nf4")
+assert torch.equal(pack_nibbles(unpack_bnb(_p2, 8192)), _p2.reshape(-1)), "a larger tensor, other scale"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "pack_nibbles__every_byte", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_codes = torch.tensor([15, 0, 0, 15, 7, 8], dtype=torch.uint8)
+assert pack_nibbles(_codes).tolist() == [0xF0, 0x0F, 0x78], "byte = first code · 16 + second code: 0xF0, 0x0F, 0x78"
+### BEGIN HIDDEN TESTS
+_all = torch.arange(256, dtype=torch.uint8)
+_codes = torch.stack([_all >> 4, _all & 0xF], 1).reshape(-1)
+assert torch.equal(pack_nibbles(_codes), _all), "every one of the 256 byte values round-trips"
+assert pack_nibbles(torch.tensor([9, 4], dtype=torch.uint8)).tolist() == [0x94], "two codes: one byte"
+assert torch.equal(unpack_bnb(pack_nibbles(_codes), 512), _codes), "unpack_bnb(pack_nibbles(c)) == c"
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ### Exercise 6 — `QLoRALinear`
+# `QLoRALinear(linear, r, alpha, compute_dtype=torch.bfloat16, blocksize=64)` takes an `nn.Linear` and keeps:
+# - buffers `packed` (`pack_nibbles` of your `quantize_blockwise` codes, blocks of `blocksize`), `absmax`,
+#   `levels` (`nf4_levels()`), `bias` (a copy, or `None`) — no parameter for the base;
+# - parameters `lora_A` (r, in), fp32, initialised like peft (`kaiming_uniform_(a=√5)`), and `lora_B` (out, r),
+#   zeros — so a fresh layer computes exactly the quantized base; `scaling` = α / r.
+#
+# `dequantized_weight()` returns the (out, in) weight in `compute_dtype` (unpack → `dequantize_blockwise` with
+# the layer's block size → cast). `forward(x)` takes `x` of shape (..., in) in any float dtype and follows the
+# library's forward written above, bias included. Keep the two paths separate: adding $sBA$ to the bf16
+# weight first would round a small update away.
+
+# %% nbgrader={"grade": false, "grade_id": "qlora_linear", "locked": false, "schema_version": 3, "solution": true, "task": false}
+class QLoRALinear(torch.nn.Module):
+    """Frozen NF4 base (packed codes + absmax) + trainable fp32 LoRA. forward: (..., in) -> (..., out), x's dtype."""
+
+    def __init__(self, linear: torch.nn.Linear, r: int, alpha: float, compute_dtype=torch.bfloat16,
+                 blocksize: int = 64):
+        super().__init__()
+        ### BEGIN SOLUTION
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.compute_dtype = compute_dtype
+        self.blocksize = blocksize
+        self.scaling = alpha / r
+        levels = nf4_levels()
+        indices, absmax = quantize_blockwise(linear.weight.detach(), levels, blocksize)
+        self.register_buffer("packed", pack_nibbles(indices))                  # (in·out/2,) uint8
+        self.register_buffer("absmax", absmax)                                  # (in·out/blocksize,) fp32
+        self.register_buffer("levels", levels)
+        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        self.lora_A = torch.nn.Parameter(torch.empty(r, self.in_features))
+        torch.nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))             # as nn.Linear (and peft) do
+        self.lora_B = torch.nn.Parameter(torch.zeros(self.out_features, r))    # B = 0: starts at the base
+        ### END SOLUTION
+
+    def dequantized_weight(self) -> torch.Tensor:
+        """(out, in) base weight in compute_dtype, decoded from the packed NF4 codes."""
+        ### BEGIN SOLUTION
+        indices = unpack_bnb(self.packed, 2 * self.packed.numel())
+        shape = (self.out_features, self.in_features)
+        w = dequantize_blockwise(indices, self.absmax, self.levels, shape, self.blocksize)
+        return w.to(self.compute_dtype)
+        ### END SOLUTION
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ### BEGIN SOLUTION
+        cd = self.compute_dtype
+        bias = None if self.bias is None else self.bias.to(cd)
+        base = F.linear(x.to(cd), self.dequantized_weight(), bias).to(x.dtype)          # frozen 4-bit path
+        lora = (x.to(self.lora_A.dtype) @ self.lora_A.t() @ self.lora_B.t()) * self.scaling   # fp32 path
+        return (base + lora).to(x.dtype)                      # added in fp32, rounded once
+        ### END SOLUTION
+
+
+# %% [markdown]
+# The library pair to check against, built from the same `nn.Linear`: bitsandbytes quantizes the weight
+# itself when the layer is moved to the CPU; `copy_lora` puts our A and B into peft's layer.
+
+# %% nbgrader={"grade": false, "grade_id": "bnb_lora_reference", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def bnb_lora_linear(linear, r, alpha, compute_dtype=torch.bfloat16, blocksize=64):
+    """bitsandbytes Linear4bit (NF4, no double quant) holding `linear`'s weights, wrapped by peft LoRA (r, alpha).
+    Returns the peft model (call it like the layer) and its LoRA layer."""
+    l4 = bnb.nn.Linear4bit(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                           compute_dtype=compute_dtype, quant_type="nf4", compress_statistics=False)
+    l4.weight = bnb.nn.Params4bit(linear.weight.detach().clone(), requires_grad=False, quant_type="nf4",
+                                  blocksize=blocksize, compress_statistics=False)
+    if linear.bias is not None:
+        l4.bias = torch.nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+    l4 = l4.to("cpu")                                  # quantizes here
+    keep_training_layout(l4)                           # no CPU inference repacking (course/kbit.py)
+    model = get_peft_model(torch.nn.Sequential(OrderedDict(proj=l4)),
+                           LoraConfig(r=r, lora_alpha=alpha, target_modules=["proj"], lora_dropout=0.0))
+    return model, model.base_model.model.proj
+
+
+def copy_lora(mine, peft_layer):
+    """Copy QLoRALinear's A and B into peft's layer (same values on both sides)."""
+    with torch.no_grad():
+        peft_layer.lora_A["default"].weight.copy_(mine.lora_A)
+        peft_layer.lora_B["default"].weight.copy_(mine.lora_B)
+
+
+def forward_backward(module, x):
+    """Output, and the gradients of sum(out²) with respect to the input and every trainable parameter."""
+    x = x.detach().clone().requires_grad_()
+    out = module(x)
+    out.float().pow(2).sum().backward()
+    return out.detach(), x.grad, [p.grad for p in module.parameters() if p.requires_grad]
+
+
+# %%
+torch.manual_seed(0)
+layer = torch.nn.Linear(256, 128)
+mine = QLoRALinear(layer, r=8, alpha=16)
+ref, ref_layer = bnb_lora_linear(layer, r=8, alpha=16)
+with torch.no_grad():
+    mine.lora_B.normal_(0, 0.05)                       # a trained-looking B, so the LoRA path is not zero
+copy_lora(mine, ref_layer)
+x = torch.randn(4, 10, 256)
+out_m, gx_m, (gA_m, gB_m) = forward_backward(mine, x)
+out_r, gx_r, (gA_r, gB_r) = forward_backward(ref, x)
+for name, a, b in [("output", out_m, out_r), ("grad x", gx_m, gx_r), ("grad A", gA_m, gA_r), ("grad B", gB_m, gB_r)]:
+    print(f"{name:7} max |mine − bnb+peft| = {(a - b).abs().max().item():.1e}  (max |value| {b.abs().max().item():.2f})")
+print("trainable:", [(n, tuple(p.shape)) for n, p in mine.named_parameters() if p.requires_grad],
+      "· buffers:", {n: (str(b.dtype).split('.')[-1], tuple(b.shape)) for n, b in mine.named_buffers()})
+
+# %% [markdown]
+# Same operations in the same order give the same bits: the maximum differences above are the whole story.
+# The tests allow a relative 1e-5 (fp32 summation order) and check it again at other shapes, ranks, block sizes,
+# compute dtypes, with no bias and at batch 1.
+#
+# **Memory, piece by piece.** For one of Mistral-7B's 4096 × 4096 attention projections with r = 16, count
+# the bytes each buffer and parameter of `QLoRALinear` really holds, beside `course.memory`'s formula:
+
+# %%
+from course.memory import qlora_linear_bytes
+
+big = QLoRALinear(torch.nn.Linear(4096, 4096, bias=False), r=16, alpha=32)
+held = {"codes": big.packed, "absmax": big.absmax, "lora": [big.lora_A, big.lora_B]}
+formula = qlora_linear_bytes(4096, 4096, r=16)
+for piece, tensors in held.items():
+    n_bytes = sum(t.numel() * t.element_size() for t in (tensors if isinstance(tensors, list) else [tensors]))
+    print(f"{piece:6}  held {n_bytes / 2**20:8.4f} MiB   course.memory {formula[piece] / 2**20:8.4f} MiB")
+print(f"vs the same weight in bf16: {4096 * 4096 * 2 / 2**20:.1f} MiB · in fp32: {4096 * 4096 * 4 / 2**20:.1f} MiB")
+del big
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_linear__storage", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(21)
+_lin = torch.nn.Linear(128, 64)
+_q = QLoRALinear(_lin, r=4, alpha=8)
+_ref, _ = bnb_lora_linear(_lin, r=4, alpha=8)
+_w4 = _ref.base_model.model.proj.base_layer.weight
+assert type(_q.packed) is torch.Tensor and _q.packed.dtype == torch.uint8 and _q.packed.numel() == 128 * 64 // 2, \
+    "packed: uint8, two codes per byte"
+assert torch.equal(_q.packed.reshape(-1), _w4.data.reshape(-1)), "packed bytes must equal bitsandbytes' Linear4bit weight"
+assert torch.equal(_q.absmax, _w4.quant_state.absmax), "absmax must equal bitsandbytes' (one fp32 per block of 64)"
+_names = {n for n, _ in _q.named_buffers()}
+assert {"packed", "absmax"} <= _names, "packed and absmax are buffers (saved with the module, never trained)"
+### BEGIN HIDDEN TESTS
+_q2 = QLoRALinear(_lin, r=2, alpha=2, blocksize=128)
+_ref2, _ = bnb_lora_linear(_lin, r=2, alpha=2, blocksize=128)
+_w42 = _ref2.base_model.model.proj.base_layer.weight
+assert _q2.absmax.numel() == 128 * 64 // 128 and torch.equal(_q2.absmax, _w42.quant_state.absmax), "blocksize 128"
+assert torch.equal(_q2.packed.reshape(-1), _w42.data.reshape(-1)), "blocksize 128: codes"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_linear__init_and_trainable", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(22)
+_lin = torch.nn.Linear(64, 192)
+_q = QLoRALinear(_lin, r=4, alpha=8)
+_ref, _ = bnb_lora_linear(_lin, r=4, alpha=8)
+_tr = {n: tuple(p.shape) for n, p in _q.named_parameters() if p.requires_grad}
+assert _tr == {"lora_A": (4, 64), "lora_B": (192, 4)}, f"only lora_A (r, in) and lora_B (out, r) are trainable; got {_tr}"
+assert [n for n, _ in _q.named_parameters()] == ["lora_A", "lora_B"], "the base is stored in buffers, not parameters"
+assert torch.all(_q.lora_B == 0) and _q.lora_A.abs().sum() > 0 and _q.lora_A.dtype == torch.float32, "B = 0, A random, fp32"
+_x = torch.randn(3, 64)
+with torch.no_grad():
+    assert torch.equal(_q(_x), _ref(_x)), "a fresh layer (B = 0) computes exactly bitsandbytes' 4-bit base layer"
+### BEGIN HIDDEN TESTS
+_lin_nb = torch.nn.Linear(128, 64, bias=False)
+_q = QLoRALinear(_lin_nb, r=1, alpha=1)
+_ref, _ = bnb_lora_linear(_lin_nb, r=1, alpha=1)
+assert _q.bias is None and [n for n, _ in _q.named_parameters()] == ["lora_A", "lora_B"], "no bias: bias is None"
+with torch.no_grad():
+    assert torch.equal(_q(_x[:1].repeat(1, 2)), _ref(_x[:1].repeat(1, 2))), "no bias, r = 1, batch 1"
+_lim = 1 / math.sqrt(128)
+assert _q.lora_A.abs().max() <= _lim and _q.lora_A.std() > 0.4 * _lim, "kaiming_uniform_(a=√5): U(−1/√in, 1/√in)"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_linear__equals_peft", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def _check_against_peft(lin, r, alpha, cd, x, blocksize=64):
+    """Forward and gradients of QLoRALinear vs bnb Linear4bit + peft LoRA, same weights, same A and B."""
+    q = QLoRALinear(lin, r=r, alpha=alpha, compute_dtype=cd, blocksize=blocksize)
+    ref, ref_layer = bnb_lora_linear(lin, r=r, alpha=alpha, compute_dtype=cd, blocksize=blocksize)
+    with torch.no_grad():
+        q.lora_B.normal_(0, 0.1)
+    copy_lora(q, ref_layer)
+    got, want = forward_backward(q, x), forward_backward(ref, x)
+    assert got[0].shape == want[0].shape and got[0].dtype == x.dtype, "output shape (..., out) in x's dtype"
+    for name, a, b in zip(["output", "grad of x", "grad of A", "grad of B"], [got[0], got[1], *got[2]],
+                          [want[0], want[1], *want[2]]):
+        assert a is not None and torch.allclose(a.float(), b.float(), rtol=1e-5, atol=1e-6 * b.abs().max().item()), \
+            f"{name} differs from bnb+peft (r={r}, α={alpha}, {cd}): max diff {(a.float() - b.float()).abs().max():.2e}"
+
+
+torch.manual_seed(23)
+_check_against_peft(torch.nn.Linear(128, 64), 4, 8, torch.bfloat16, torch.randn(2, 7, 128))
+### BEGIN HIDDEN TESTS
+_check_against_peft(torch.nn.Linear(64, 256), 3, 7, torch.bfloat16, torch.randn(5, 64))            # α ≠ 2r
+_check_against_peft(torch.nn.Linear(256, 32, bias=False), 1, 1, torch.float16, torch.randn(1, 256))  # r=1, batch 1
+_check_against_peft(torch.nn.Linear(256, 128), 16, 4, torch.bfloat16, torch.randn(3, 256), blocksize=256)
+_check_against_peft(torch.nn.Linear(64, 64), 2, 5, torch.float32, torch.randn(2, 3, 64) * 100)
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_linear__compute_dtype", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(24)
+_lin = torch.nn.Linear(128, 96)
+_ref, _ = bnb_lora_linear(_lin, r=2, alpha=4)
+_w4 = _ref.base_model.model.proj.base_layer.weight
+_want = bnbf.dequantize_4bit(_w4.data, _w4.quant_state)
+for _cd in (torch.bfloat16, torch.float16, torch.float32):
+    _dq = QLoRALinear(_lin, r=2, alpha=4, compute_dtype=_cd).dequantized_weight()
+    assert type(_dq) is torch.Tensor and _dq.dtype == _cd and _dq.shape == (96, 128), \
+        f"dequantized_weight() returns the (out, in) weight in the compute dtype {_cd}"
+    assert torch.equal(_dq, _want.to(_cd)), f"dequantized weight must equal bitsandbytes' (cast to {_cd})"
+### BEGIN HIDDEN TESTS
+_q = QLoRALinear(_lin, r=2, alpha=4, compute_dtype=torch.float16)
+_x = torch.randn(4, 128, dtype=torch.bfloat16)
+assert _q(_x).dtype == torch.bfloat16, "the output comes back in the input's dtype"
+_dq = QLoRALinear(_lin, r=2, alpha=4, blocksize=128).dequantized_weight()
+_r128, _ = bnb_lora_linear(_lin, r=2, alpha=4, blocksize=128)
+_w128 = _r128.base_model.model.proj.base_layer.weight
+assert torch.equal(_dq, bnbf.dequantize_4bit(_w128.data, _w128.quant_state).to(torch.bfloat16)), "blocksize 128"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_linear__small_update_survives", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+torch.manual_seed(25)
+_lin = torch.nn.Linear(128, 64)
+with torch.no_grad():
+    _lin.weight.normal_(0, 1.0)                                  # a large base, a small LoRA update
+_q = QLoRALinear(_lin, r=4, alpha=4)
+_ref, _ref_layer = bnb_lora_linear(_lin, r=4, alpha=4)
+_x = torch.randn(8, 128)
+with torch.no_grad():
+    _base_ref = _ref(_x)                                          # B = 0 on both sides
+    _before = _q(_x)
+    _q.lora_B.normal_(0, 1e-3)
+    copy_lora(_q, _ref_layer)
+    _delta, _delta_ref = _q(_x) - _before, _ref(_x) - _base_ref
+_err = ((_delta - _delta_ref).norm() / _delta_ref.norm()).item()
+assert _err < 1e-2, f"the LoRA update (≈ 1e-3 of the base) must survive in the output: relative error {_err:.2e}"
+
+
+# %% [markdown]
+# ## 4. NF4 vs FP4 vs uniform INT4, and which levels get used
 #
 # Three 4-bit codes with the same per-block absmax: **NF4** (normal quantiles), **FP4** (bitsandbytes' e2m1
 # float: levels dense near 0, sparse near ±1) and uniform symmetric **INT4** (15 levels $k/7$, $k=-7..7$).
@@ -348,7 +642,7 @@ plt.show()
 del real
 
 # %% [markdown]
-# ## 4. Double quantization: bits per parameter
+# ## 5. Double quantization: bits per parameter
 #
 # NF4 stores 4 bits per weight **plus** one fp32 absmax per block of 64: $32/64 = 0.5$ extra bits per parameter.
 # Double quantization quantizes those absmax values again, to 8 bits, in blocks of 256 with one fp32 scale each
@@ -396,7 +690,7 @@ print(f"70B weights: {70e9 * bits_per_param(64) / 8 / 1e9:.2f} GB in NF4, "
       f"{70e9 * bits_per_param(64, True) / 8 / 1e9:.2f} GB with double quant, vs {70e9 * 2 / 1e9:.0f} GB in bf16")
 
 # %% [markdown]
-# ## 5. Paged optimizers
+# ## 6. Paged optimizers
 #
 # The third QLoRA piece is about *spikes*, not averages. With gradient checkpointing, memory use jumps while a
 # long sequence's block is recomputed; if the GPU is nearly full, one long batch OOMs a run that fits on average.
@@ -426,6 +720,9 @@ print(f"8-bit AdamW state for a {tuple(lin.weight.shape)} weight: {state_bytes:,
 # - NF4's 16 levels are normal quantiles (7 negative, 0, 8 positive, tails clipped at 0.9677), matching the
 #   published table; blockwise absmax with bnb's midpoint rule (ties down) reproduces its codes on every value we
 #   tried, while an argmin-distance version differs on weights exactly at a midpoint.
+# - A QLoRA layer stores only packed codes and scales, dequantizes to the compute dtype in each forward and keeps
+#   the LoRA path in fp32 beside it; built so, it equals bitsandbytes' `Linear4bit` + peft LoRA in outputs and in
+#   the gradients of A and B.
 # - On normal weights NF4's error is below FP4's and uniform INT4's — yet its levels are not used equally: the
 #   absmax of 64 draws is wider than the 0.9677 quantile NF4 normalises by, so the inner levels do most of the work.
 # - Double quantization cuts the scale overhead from 0.5 to ≈0.127 bits/param.

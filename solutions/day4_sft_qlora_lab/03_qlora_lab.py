@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from peft import LoraConfig, prepare_model_for_kbit_training
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.trainer_callback import PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
@@ -44,6 +44,7 @@ from course.kbit import keep_training_layout, linear4bit_modules
 from course.loading import DTYPES, load_base, load_instruction_data, load_tokenizer
 from course.memory import MiB, measured_weight_bytes
 from course.paths import TINY_DOLLY
+from course.profiles import get_profile
 from course.plotting import plot_curves
 from course.tinyworld.tasks import FAMILIES, Example, exact_match_by_family
 
@@ -51,42 +52,26 @@ for k, v in profile.as_dict().items():
     print(f"{k:28s} {v}")
 
 # %% [markdown]
-# ## 1. The 4-bit base
-#
-# `course.loading.load_base(profile, quantize=True)` passes the seed's config to `from_pretrained`:
-# `BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-# bnb_4bit_compute_dtype=...)` — bf16 compute on a GPU, the profile's dtype on a CPU.
-#
-# One CPU-only trap, found while building this lab: bitsandbytes 0.50 **repacks** a 4-bit layer's bytes for a fast
-# inference kernel on its first forward without gradients (a `generate` call), after which the backward through that
-# layer computes wrong gradients. `course.kbit.keep_training_layout` switches that off; on a GPU it does nothing.
-
-# %%
-tok = load_tokenizer(profile)
-template = ensure_chat_template(tok)          # base models such as Mistral-7B ship none: Alpaca with BOS once
-print(f"chat template: {template} · padding side: {tok.padding_side} · bos {tok.bos_token!r} eos {tok.eos_token!r}")
-model = load_base(profile, quantize=True)
-n4 = keep_training_layout(model)
-print("quantization config:", {k: v for k, v in model.config.quantization_config.to_dict().items()
-                                if k.startswith("bnb_4bit") or k == "load_in_4bit"})
-print(f"{n4} Linear4bit layers, e.g. {type(linear4bit_modules(model)[0]).__name__}")
-n_params = sum(p.numel() for p in load_base(profile).parameters()) if profile.device == "cpu" else None
-w4 = measured_weight_bytes(model)
-print(f"weights held by the 4-bit model: {w4 / MiB:.3f} MiB"
-      + (f" vs {n_params * 4 / MiB:.3f} MiB in fp32 ({n_params:,} parameters)" if n_params else ""))
-
-# %% [markdown]
-# ## 2. Which modules get adapters — read from the model, not typed per model
+# ## 1. Which modules get adapters — read from the model, not typed per model
 #
 # The seed: *the exact `target_modules` list depends on the model architecture* (Llama/Mistral: q, k, v, o, up,
 # gate, down; OPT: q, k, v, out_proj, fc1, fc2; …). Typing the list per model is how adapters silently end up on
-# the attention only. Read it from the model instead.
+# the attention only. Read it from the model instead — here from a weightless copy of the architecture on the
+# `meta` device (no download of weights, no memory), before anything is loaded.
 #
 # ### Exercise 1 — `lora_target_modules`
 # Return the **sorted, unique last names** (`"q_proj"`, not `"model.layers.0.self_attn.q_proj"`) of every linear
 # layer in the model — `torch.nn.Linear` or a subclass of it, which bitsandbytes' `Linear4bit` is — **except the
 # output layer** (`model.get_output_embeddings()`, the LM head: it maps to the vocabulary and is not adapted).
 # This is what peft's `target_modules="all-linear"` resolves to.
+
+# %%
+tok = load_tokenizer(profile)
+template = ensure_chat_template(tok)          # base models such as Mistral-7B ship none: Alpaca with BOS once
+print(f"chat template: {template} · padding side: {tok.padding_side} · bos {tok.bos_token!r} eos {tok.eos_token!r}")
+with torch.device("meta"):                    # the architecture without its weights
+    skeleton = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(profile.model))
+print(f"{type(skeleton).__name__}: {sum(p.numel() for p in skeleton.parameters()):,} parameters (on the meta device)")
 
 # %% nbgrader={"grade": false, "grade_id": "lora_target_modules", "locked": false, "schema_version": 3, "solution": true, "task": false}
 def lora_target_modules(model):
@@ -102,7 +87,7 @@ def lora_target_modules(model):
 
 
 # %%
-targets = lora_target_modules(model)
+targets = lora_target_modules(skeleton)
 print("target modules:", targets)
 
 # %% nbgrader={"grade": true, "grade_id": "lora_target_modules__llama_seven", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -136,7 +121,145 @@ assert _got == sorted({n.split(".")[-1] for n in _get_peft_model(
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 3. Before training: the base model on the format
+# ## 2. Configuring QLoRA
+#
+# Every QLoRA recipe is three configs, and each has a classic mistake that trains *something* without an error:
+#
+# | config | setting | the mistake |
+# |---|---|---|
+# | `BitsAndBytesConfig` | `load_in_4bit`, `bnb_4bit_quant_type="nf4"` | `"fp4"`: worse error on normal weights (Day 1 · 3) |
+# | | `bnb_4bit_use_double_quant=True` | off: 0.5 instead of ≈ 0.127 bits/param of scales |
+# | | `bnb_4bit_compute_dtype` = the profile's compute dtype | fp16 compute on bf16-trained weights: fp16's range (±65,504) overflows where bf16's does not |
+# | `LoraConfig` | the profile's r, α, dropout; the targets above | α typed as 2r: right only where α = 2r |
+# | trainer | the profile's learning rate | a full fine-tune's (≈ 10× smaller for LoRA is too small: the adapter barely moves) |
+# | | `optim` = the profile's `paged_adamw_8bit` | `adamw_torch`: fp32 moments, no paging under memory spikes |
+# | | `bf16` iff the compute dtype is bf16, `fp16=False` | fp16 mixed precision on bf16 weights |
+
+# %% [markdown]
+# ### Exercise 2 — `qlora_configs`
+# `qlora_configs(profile, targets)` returns `(BitsAndBytesConfig, LoraConfig, trainer)`; `trainer` is a dict of
+# `SFTConfig` arguments with exactly these keys: `learning_rate`, `optim`, `lr_scheduler_type`, `warmup_steps` (the
+# profile's warmup *ratio*: transformers 5 reads a float < 1 as one), `per_device_train_batch_size`,
+# `gradient_accumulation_steps`, `num_train_epochs`, `max_steps` (the profile's cap, or −1 for none),
+# `gradient_checkpointing`, `bf16`, `fp16`, `max_length` (the profile's `max_seq_len`) and `completion_only_loss`
+# (True). Read every value from the profile (`course/profiles.py`); `DTYPES` maps its dtype names to torch dtypes.
+# The LoRA config has `task_type="CAUSAL_LM"` and the given `targets` (a list).
+
+# %% nbgrader={"grade": false, "grade_id": "qlora_configs", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def qlora_configs(profile, targets):
+    """(BitsAndBytesConfig, LoraConfig, dict of SFTConfig arguments) of the QLoRA lab on this profile."""
+    ### BEGIN SOLUTION
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=DTYPES[profile.compute_dtype])
+    lora = LoraConfig(r=profile.lora_r, lora_alpha=profile.lora_alpha, lora_dropout=profile.lora_dropout,
+                      target_modules=list(targets), task_type="CAUSAL_LM")
+    trainer = dict(
+        learning_rate=profile.learning_rate, optim=profile.optim, lr_scheduler_type=profile.lr_scheduler,
+        warmup_steps=profile.warmup_ratio, per_device_train_batch_size=profile.per_device_batch_size,
+        gradient_accumulation_steps=profile.gradient_accumulation_steps, num_train_epochs=profile.epochs,
+        max_steps=profile.max_train_steps or -1, gradient_checkpointing=profile.gradient_checkpointing,
+        bf16=profile.compute_dtype == "bfloat16", fp16=False, max_length=profile.max_seq_len,
+        completion_only_loss=True,
+    )
+    return quant, lora, trainer
+    ### END SOLUTION
+
+
+# %%
+quant_config, lora, train_settings = qlora_configs(profile, targets)
+print("quantization:", {k: v for k, v in quant_config.to_dict().items() if k.startswith("bnb_4bit") or k == "load_in_4bit"})
+print(f"LoRA: r={lora.r} α={lora.lora_alpha} dropout={lora.lora_dropout} targets={sorted(lora.target_modules)}")
+print("trainer:", train_settings)
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_configs__quantization", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+from transformers import BitsAndBytesConfig as _BnbConfig
+
+_q, _, _ = qlora_configs(get_profile("tiny"), ["q_proj"])
+assert type(_q) is _BnbConfig and _q.load_in_4bit and not _q.load_in_8bit, "a BitsAndBytesConfig loading in 4 bits"
+assert _q.bnb_4bit_quant_type == "nf4", f"NF4, not {_q.bnb_4bit_quant_type!r}: normal-quantile levels (Day 1 · 3)"
+assert _q.bnb_4bit_use_double_quant is True, "double quantization of the absmax scales (≈ 0.37 bits/param saved)"
+assert _q.bnb_4bit_compute_dtype == torch.float32, "tiny computes in float32 (its profile's compute_dtype)"
+### BEGIN HIDDEN TESTS
+_q, _, _ = qlora_configs(get_profile("a100"), ["q_proj"])
+assert _q.bnb_4bit_compute_dtype == torch.bfloat16, "a100: bf16 compute for bf16 weights (fp16 overflows their range)"
+assert _q.bnb_4bit_quant_type == "nf4" and _q.bnb_4bit_use_double_quant is True
+_q, _, _ = qlora_configs(get_profile("tiny", compute_dtype="bfloat16"), ["q_proj"])
+assert _q.bnb_4bit_compute_dtype == torch.bfloat16, "the compute dtype follows the profile's field"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_configs__lora", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_p = get_profile("tiny")
+_, _l, _ = qlora_configs(_p, ["v_proj", "down_proj"])
+assert type(_l) is LoraConfig and _l.task_type == "CAUSAL_LM", "a peft LoraConfig with task_type CAUSAL_LM"
+assert (_l.r, _l.lora_alpha, _l.lora_dropout) == (_p.lora_r, _p.lora_alpha, _p.lora_dropout), \
+    f"r, α and dropout from the profile ({_p.lora_r}, {_p.lora_alpha}, {_p.lora_dropout})"
+assert sorted(_l.target_modules) == ["down_proj", "v_proj"], "exactly the targets given"
+### BEGIN HIDDEN TESTS
+_p = get_profile("tiny", lora_r=4, lora_alpha=3, lora_dropout=0.2)
+_, _l, _ = qlora_configs(_p, ["q_proj", "k_proj", "up_proj"])
+assert (_l.r, _l.lora_alpha, _l.lora_dropout) == (4, 3, 0.2), "other r, α (not 2r) and dropout"
+assert sorted(_l.target_modules) == ["k_proj", "q_proj", "up_proj"]
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "qlora_configs__trainer", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+_KEYS = {"learning_rate", "optim", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+         "gradient_accumulation_steps", "num_train_epochs", "max_steps", "gradient_checkpointing", "bf16", "fp16",
+         "max_length", "completion_only_loss"}
+
+
+def _trainer_fields(p):
+    _, _, t = qlora_configs(p, ["q_proj"])
+    assert type(t) is dict and set(t) == _KEYS, f"the trainer dict has exactly the keys {sorted(_KEYS)}"
+    return t
+
+
+_p = get_profile("tiny")
+_t = _trainer_fields(_p)
+assert _t["learning_rate"] == _p.learning_rate, f"the profile's LoRA learning rate {_p.learning_rate}"
+assert _t["optim"] == "paged_adamw_8bit", "the paged 8-bit AdamW (the profile's optim)"
+assert (_t["lr_scheduler_type"], _t["warmup_steps"]) == ("cosine", 0.03), "cosine schedule, warmup ratio 0.03"
+assert (_t["per_device_train_batch_size"], _t["gradient_accumulation_steps"], _t["num_train_epochs"]) == \
+    (_p.per_device_batch_size, _p.gradient_accumulation_steps, _p.epochs), "batch, accumulation and epochs"
+assert _t["max_steps"] == -1 and _t["bf16"] is False and _t["fp16"] is False, "tiny: no step cap (−1), fp32 training"
+assert _t["max_length"] == _p.max_seq_len and _t["completion_only_loss"] is True and _t["gradient_checkpointing"] is False
+### BEGIN HIDDEN TESTS
+_a = get_profile("a100")
+_t = _trainer_fields(_a)
+assert _t["learning_rate"] == 2e-4 and _t["optim"] == "paged_adamw_8bit", "a100: the seed's 2e-4, paged 8-bit AdamW"
+assert _t["bf16"] is True and _t["fp16"] is False, "a100: bf16 mixed precision, never fp16 on bf16 weights"
+assert _t["gradient_checkpointing"] is True and _t["max_length"] == 1024
+assert (_t["per_device_train_batch_size"], _t["gradient_accumulation_steps"]) == (4, 4)
+assert _trainer_fields(get_profile("small"))["max_steps"] == 30, "small caps the run at its max_train_steps"
+_t = _trainer_fields(get_profile("tiny", learning_rate=7e-4, optim="paged_adamw_32bit", compute_dtype="bfloat16",
+                                 epochs=2.0, warmup_ratio=0.1, lr_scheduler="linear", max_train_steps=12))
+assert (_t["learning_rate"], _t["optim"], _t["bf16"], _t["num_train_epochs"]) == (7e-4, "paged_adamw_32bit", True, 2.0), \
+    "every field from the profile: lr, optimizer, bf16 on a bf16 CPU profile, epochs"
+assert (_t["warmup_steps"], _t["lr_scheduler_type"], _t["max_steps"]) == (0.1, "linear", 12)
+### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 3. The 4-bit base
+#
+# `course.loading.load_base(profile, quantization_config=...)` passes your config to `from_pretrained` (on the
+# profile's device, non-quantized weights in its compute dtype).
+#
+# One CPU-only trap, found while building this lab: bitsandbytes 0.50 **repacks** a 4-bit layer's bytes for a fast
+# inference kernel on its first forward without gradients (a `generate` call), after which the backward through that
+# layer computes wrong gradients. `course.kbit.keep_training_layout` switches that off; on a GPU it does nothing.
+
+# %%
+model = load_base(profile, quantization_config=quant_config)
+n4 = keep_training_layout(model)
+print("quantization config:", {k: v for k, v in model.config.quantization_config.to_dict().items()
+                                if k.startswith("bnb_4bit") or k == "load_in_4bit"})
+print(f"{n4} Linear4bit layers, e.g. {type(linear4bit_modules(model)[0]).__name__}")
+n_params = sum(p.numel() for p in load_base(profile).parameters()) if profile.device == "cpu" else None
+w4 = measured_weight_bytes(model)
+print(f"weights held by the 4-bit model: {w4 / MiB:.3f} MiB"
+      + (f" vs {n_params * 4 / MiB:.3f} MiB in fp32 ({n_params:,} parameters)" if n_params else ""))
+
+# %% [markdown]
+# ## 4. Before training: the base model on the format
 #
 # Two baselines the seed's sanity checks need: the base model's **loss on the formatted data** (the first training
 # step should start there — LoRA's B = 0 makes the adapted model equal to the base) and, on the tiny profile, its
@@ -204,27 +327,98 @@ if heldout:
           f"e.g. {heldout[0].instruction!r} → {gens_before[0]!r}")
 
 # %% [markdown]
-# ## 4. LoRA on the 4-bit model
+# ## 5. Preparing the 4-bit model for adapters
 #
-# `prepare_model_for_kbit_training` (seed §5.2) freezes the base, casts the remaining non-quantized weights (norms,
-# embeddings, LM head) to fp32 for stability, and — with gradient checkpointing — makes the inputs require grad so
-# checkpointed blocks still pass gradients back to the adapters.
+# `prepare_model_for_kbit_training` (seed §5.2) freezes the whole base, casts the remaining non-quantized weights
+# (norms, embeddings, LM head) to fp32 for stability, and — with gradient checkpointing — turns checkpointing on and
+# makes the inputs require grad so checkpointed blocks still pass gradients back to the adapters. trl's `SFTTrainer`
+# adds the LoRA adapters (`peft_config=`) but does **not** prepare the model: skip this call and a bf16 model trains
+# with bf16 norms and LM head.
+#
+# ### Exercise 3 — `prepare_qlora`
+# `prepare_qlora(model, profile)` returns the prepared model, with gradient checkpointing as the profile says.
+
+# %% nbgrader={"grade": false, "grade_id": "prepare_qlora", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def prepare_qlora(model, profile):
+    """A 4-bit model ready for adapter training: base frozen, non-quantized weights fp32, checkpointing per profile."""
+    ### BEGIN SOLUTION
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=profile.gradient_checkpointing)
+    ### END SOLUTION
+
 
 # %%
-model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=profile.gradient_checkpointing)
-lora = LoraConfig(r=profile.lora_r, lora_alpha=profile.lora_alpha, lora_dropout=profile.lora_dropout,
-                  target_modules=targets, task_type="CAUSAL_LM")
-print(lora.r, lora.lora_alpha, sorted(lora.target_modules))
+model = prepare_qlora(model, profile)
+print("trainable before adapters:", sum(p.numel() for p in model.parameters() if p.requires_grad),
+      "· dtypes of the non-quantized weights:",
+      sorted({str(p.dtype) for n, p in model.named_parameters() if p.dtype != torch.uint8}))
+
+
+# %% nbgrader={"grade": false, "grade_id": "fresh_4bit_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def fresh_4bit_model(p, dtype=None):
+    """The profile's base in 4 bits with your quantization config; non-quantized weights in `dtype` (a name)."""
+    m = load_base(p, dtype=dtype, quantization_config=qlora_configs(p, targets)[0])
+    keep_training_layout(m)
+    return m
+
+
+def non_quantized(m):
+    """(name, parameter) of every weight bitsandbytes left unquantized: embeddings, norms, LM head."""
+    return [(n, w) for n, w in m.named_parameters() if w.dtype != torch.uint8]
+
+
+# %% nbgrader={"grade": true, "grade_id": "prepare_qlora__frozen_fp32", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+_m = prepare_qlora(fresh_4bit_model(profile, dtype="bfloat16"), profile)   # a bf16 checkpoint, as on a GPU
+_bad = [n for n, w in non_quantized(_m) if w.dtype != torch.float32]
+assert not _bad, f"norms, embeddings and LM head must be cast to fp32; still not: {_bad[:4]}"
+assert _m.get_output_embeddings().weight.dtype == torch.float32, "the LM head in fp32"
+assert not any(w.requires_grad for w in _m.parameters()), "the whole base is frozen before adapters are added"
+### BEGIN HIDDEN TESTS
+assert bool(getattr(_m, "is_gradient_checkpointing", False)) == profile.gradient_checkpointing, \
+    "gradient checkpointing exactly as the profile says (off on tiny: it only costs time there)"
+_pc = get_profile(profile.name, gradient_checkpointing=True)
+_m2 = prepare_qlora(fresh_4bit_model(_pc), _pc)
+assert _m2.is_gradient_checkpointing, "a profile with gradient checkpointing gets it"
+_emb = _m2.get_input_embeddings()(torch.tensor([[1, 2]]))
+assert _emb.requires_grad, "with checkpointing, the embeddings' output requires grad (so blocks pass gradients back)"
+### END HIDDEN TESTS
+
+# %% nbgrader={"grade": true, "grade_id": "prepare_qlora__five_steps_train", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+def _five_steps(p, seed=0):
+    """Base loss, loss after 5 optimizer steps with your configs and preparation, and the trained model."""
+    _, lora_cfg, settings = qlora_configs(p, targets)
+    m = prepare_qlora(fresh_4bit_model(p), p)
+    rows = sample[:16]
+    before = base_format_loss(m.eval(), rows)
+    settings = {**settings, "max_steps": 5, "num_train_epochs": 1.0}
+    cfg = SFTConfig(output_dir=tempfile.mkdtemp(), **settings, logging_steps=1, save_strategy="no", report_to=[],
+                    use_cpu=p.device == "cpu", seed=seed, data_seed=seed, disable_tqdm=True)
+    tr = SFTTrainer(model=m, args=cfg, train_dataset=train_ds.select(range(48)), processing_class=tok,
+                    peft_config=lora_cfg)
+    tr.remove_callback(PrinterCallback)
+    for w in tr.model.parameters():
+        if w.requires_grad:
+            w.data = w.data.to(DTYPES[p.compute_dtype])
+    tr.train()
+    return before, base_format_loss(tr.model.eval(), rows), tr.model
+
+
+_before, _after, _tm = _five_steps(profile)
+_trained = [n for n, w in _tm.named_parameters() if w.requires_grad]
+assert _trained and all("lora_" in n for n in _trained), "only the LoRA adapters train"
+assert any(w.abs().sum() > 0 for n, w in _tm.named_parameters() if "lora_B" in n), "the adapters moved (B ≠ 0)"
+assert _after < _before - 0.3, \
+    f"5 steps with your configs must cut the loss on a fixed sample clearly: {_before:.3f} → {_after:.3f}"
+
 
 # %% [markdown]
-# ## 5. How many optimizer steps, how much warmup
+# ## 6. How many optimizer steps, how much warmup
 #
 # With `per_device_train_batch_size` b, `gradient_accumulation_steps` g and N processes, one optimizer step sees
 # b·g·N examples (the **effective batch**). The Trainer's arithmetic, exactly: each process's dataloader has
 # ⌈⌈n/b⌉/N⌉ batches; an epoch is ⌈batches/g⌉ optimizer steps; the run is ⌈epochs · steps per epoch⌉ steps; a warmup
 # *ratio* w becomes ⌈w · total⌉ warmup steps.
 #
-# ### Exercise 2 — `schedule`
+# ### Exercise 4 — `schedule`
 # Return `(total_optimizer_steps, warmup_steps)`.
 
 # %% nbgrader={"grade": false, "grade_id": "schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
@@ -257,7 +451,7 @@ assert schedule(64, 8, 1, warmup_ratio=0.0) == (8, 0)
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 6. Training: `SFTTrainer`
+# ## 7. Training: `SFTTrainer`
 #
 # The profile supplies every hyperparameter: on a100 the seed's (lr 2e-4, effective batch 16, one epoch). The tiny
 # profile's were **measured**, not copied: with the seed's shape scaled down (a large learning rate, one short
@@ -275,13 +469,8 @@ assert schedule(64, 8, 1, warmup_ratio=0.0) == (8, 0)
 LAB_MIN_GAIN = 0.5              # the held-out exact-match gain this lesson claims on tiny (asserted below)
 out_dir = Path(tempfile.mkdtemp(prefix="day4-qlora-"))
 args = SFTConfig(
-    output_dir=str(out_dir), num_train_epochs=profile.epochs, max_steps=profile.max_train_steps or -1,
-    per_device_train_batch_size=profile.per_device_batch_size,
-    gradient_accumulation_steps=profile.gradient_accumulation_steps, learning_rate=profile.learning_rate,
-    lr_scheduler_type=profile.lr_scheduler, warmup_steps=profile.warmup_ratio, optim=profile.optim,
-    gradient_checkpointing=profile.gradient_checkpointing, bf16=profile.compute_dtype == "bfloat16",
-    use_cpu=profile.device == "cpu", max_length=profile.max_seq_len, completion_only_loss=True,
-    logging_steps=1, save_strategy="no", report_to=[], seed=SEED, data_seed=SEED, disable_tqdm=profile.name == "tiny",
+    output_dir=str(out_dir), **train_settings, logging_steps=1, save_strategy="no", report_to=[],
+    use_cpu=profile.device == "cpu", seed=SEED, data_seed=SEED, disable_tqdm=profile.name == "tiny",
 )
 trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok, peft_config=lora)
 trainer.remove_callback(PrinterCallback)
@@ -309,7 +498,7 @@ assert schedule(len(train_ds), profile.per_device_batch_size, 1, 3.0, 0.1)[0] ==
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 7. The seed's sanity checks, as measurements
+# ## 8. The seed's sanity checks, as measurements
 #
 # 1. *Initial loss should be the base model's loss on the format* — the first logged loss against the base model's
 #    loss on a sample of the same formatted data (not the same batch, so close, not equal).
@@ -388,7 +577,7 @@ if heldout:
 # model at this budget, not NF4.
 
 # %% [markdown]
-# ## 8. Save the adapter with its tokenizer; its size on disk
+# ## 9. Save the adapter with its tokenizer; its size on disk
 #
 # The adapter (`adapter_model.safetensors` + `adapter_config.json`) is saved, the base stays where it is — and the
 # **tokenizer goes beside it**: its `chat_template` is the format the adapter was trained in (notebook 1 measures
