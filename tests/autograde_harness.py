@@ -64,6 +64,24 @@ def assert_reference_full_blank_zero(report) -> None:
     assert ref.score == ref.max_score, (f"the reference solution scored {ref.score:g}/{ref.max_score:g}; "
                                         f"points per exercise: {lost}; see {report.csv_path.parent}/autograded/reference")
     assert blank.score == 0, f"the untouched lesson scored {blank.score:g}: per exercise {blank.exercises}"
+    errors = reference_errors(report)
+    assert not errors, ("the reference raised in cells that carry no points (nbgrader scores only test cells, so "
+                        "a failing assert in a lesson's own check would pass unseen):\n" + "\n".join(errors))
+
+
+def reference_errors(report) -> list[str]:
+    """Every cell of the reference's executed notebooks that ended in an error: '<notebook> cell N: Name: msg'."""
+    import nbformat
+
+    out = []
+    folder = report.csv_path.parent / "autograded" / "reference" / report.day
+    for nb_path in sorted(folder.glob("*.ipynb")):
+        nb = nbformat.read(str(nb_path), as_version=4)
+        for i, cell in enumerate(nb.cells, 1):
+            for o in cell.get("outputs", []):
+                if o.get("output_type") == "error":
+                    out.append(f"{nb_path.stem} cell {i}/{len(nb.cells)}: {o.get('ename')}: {str(o.get('evalue'))[:200]}")
+    return out
 
 
 def assert_mutants_caught(source: Path, mutants_file: Path) -> None:

@@ -58,7 +58,43 @@ HOOKS = {
     "m_events": TRACER + "get_ipython().events.register('pre_run_cell', lambda *a: sys.settrace(_inject))\n",
     "m_builtins": YES + "import builtins\nbuiltins.float = Yes\n",     # `type(s) is float` reads builtins.float
     "m_shadow": YES + "float = Yes\n",                                  # ... or the user namespace's float
+    # the guard itself (each beat the first, in-kernel guard: 4/4 tests passed for a wrong answer)
+    "m_handler": WRONG + (          # the kernel's handler table: later requests run 'pass' instead of their code
+        "k = get_ipython().kernel\n_orig = k.shell_handlers['execute_request']\n"
+        "async def _fake(*args):\n    msg = args[-1]\n    if 'assert' in msg['content']['code']:\n"
+        "        msg['content']['code'] = 'pass'\n    return await _orig(*args)\n"
+        "k.shell_handlers['execute_request'] = _fake\n"),
+    "m_guard_globals": WRONG + (    # the guard's own globals: no test is recognised, then every test is emptied
+        "g = type(get_ipython().kernel).execute_request.__globals__\ng['_GUARD'] = frozenset()\n"
+        "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])\n"),
+    "m_forge": WRONG + (            # forged messages: errors dropped, error replies rewritten to ok and re-signed
+        "import json, hmac, hashlib, zmq\n_key = get_ipython().kernel.session.key\n_send = zmq.Socket.send_multipart\n"
+        "def _forge(self, parts, *a, **kw):\n"
+        "    parts = [p if isinstance(p, bytes) else bytes(p) for p in parts]\n"
+        "    if b'<IDS|MSG>' in parts:\n"
+        "        i = parts.index(b'<IDS|MSG>')\n"
+        "        head, parent, meta, content = (json.loads(p) for p in parts[i + 2:i + 6])\n"
+        "        if head.get('msg_type') == 'error':\n            return None\n"
+        "        if content.get('status') == 'error':\n"
+        "            content = {'status': 'ok', 'execution_count': content.get('execution_count'),"
+        " 'user_expressions': {}, 'payload': []}\n"
+        "            parts[i + 5] = json.dumps(content).encode()\n"
+        "            h = hmac.new(_key, digestmod=hashlib.sha256)\n"
+        "            for p in parts[i + 2:i + 6]:\n                h.update(p)\n"
+        "            parts[i + 1] = h.hexdigest().encode()\n"
+        "    return _send(self, parts, *a, **kw)\n"
+        "zmq.Socket.send_multipart = _forge\n"),
 }
+# beside the handler-table attack: a second snapshot registered and the proof lines forged without the key; and
+# ctypes, which the guard cannot stop (no audit event for cast/memmove) and the grader flags for review
+FORGED_PROOF = HOOKS["m_handler"] + ("import os, sys\nsys.audit('course.register', {})\n"
+                        "for fd in os.listdir('/proc/self/fd'):\n"
+                        "    try:\n        target = os.readlink(f'/proc/self/fd/{fd}')\n    except OSError:\n"
+                        "        continue\n"
+                        "    if 'evidence' in target:\n"
+                        "        with open(target, 'ab') as f:\n"
+                        "            f.write(b''.join(b'%d:ok:%s\\n' % (i, b'0' * 64) for i in range(8)))\n")
+CTYPES = WRONG + "import ctypes\nprint('peek', ctypes.string_at(id(0), 8))\n"
 
 
 def _paths(tmp: Path) -> dict[str, str]:
@@ -100,6 +136,8 @@ def attacks(tmp: Path) -> dict[str, str]:
         "m_eq": ("class Yes(float):\n    def __eq__(self, other):\n        return True\n    __hash__ = float.__hash__\n"
                  "def lora_scale(alpha, r):\n    return Yes(0)\n\ndef masked_mean(values, mask):\n    return Yes(0)\n"),
         "m_showtb": WRONG + "get_ipython().showtraceback = lambda *a, **k: None\n",
+        "m_forged_proof": FORGED_PROOF,
+        "m_ctypes": CTYPES,
         "m_sabotage": (
             WRONG + "import glob, os, sqlite3\nhits = []\n"
             f"for f in glob.glob({p['AG']!r} + '/submitted/*/*/*.ipynb'):\n"
@@ -273,6 +311,18 @@ def test_attackers_gain_nothing(attacked):
     assert "refused: FileNotFoundError" in _outputs(layout, "m_solution_namespace")
 
 
+def test_tampering_is_flagged_for_review_and_classmates_are_not(attacked):
+    """What the guard cannot stop (ctypes) and what it stopped are both named in the row, for a human to look at."""
+    rows = attacked["rows"]
+    assert "review 01_basics.ipynb: uses ctypes" in rows["m_ctypes"]["message"], rows["m_ctypes"]
+    for name in ("m_handler", "m_forge", "m_guard_globals"):
+        assert "the kernel's internals" in rows[name]["message"], rows[name]
+    for name in ("m_forged_proof", "m_handler", "m_forge", "m_guard_globals"):
+        assert "without the guard's proof (GuardError)" in rows[name]["message"], rows[name]
+    for name in ("alice", "zed", "bob", "ann lee", "p_deleted"):
+        assert "review" not in rows[name]["message"], rows[name]
+
+
 def test_symlinks_and_changed_grade_ids_are_reported(attacked):
     rows = attacked["rows"]
     for name in ("m_symlink", "m_link2"):
@@ -289,7 +339,7 @@ def test_sandbox_hides_the_course_and_the_instructor(attacked):
     assert found["uid"] != 0 and found["net"] is False and found["usr_writable"] is False
     assert found["exists"] == [] and found["secret"] is None
     assert found["cwd"] == ["01_basics.ipynb"]
-    assert found["root"] is None or set(found["root"]) <= {"course", ".venv", "venv"}, found["root"]
+    assert found["root"] is None or set(found["root"]) <= {"course", "quizzes", ".venv", "venv"}, found["root"]
     assert found["home"] is None or set(found["home"]) <= {".pyenv", ".local", ".cache"}, found["home"]
 
 
@@ -322,6 +372,21 @@ def test_each_hook_attack_works_without_the_guard(name, tmp_path):
     passed = [grade_id(c) for c in tests if not any(o.get("output_type") == "error" for o in c.outputs)]
     assert len(passed) == len(tests) == 4, (name, passed)
     del layout
+
+
+def test_a_patched_module_function_is_put_back_before_each_test():
+    """``math.isclose = lambda *a, **k: True`` in a student cell: unguarded the test passes for a wrong answer; the
+    guard restores the module's functions before the test's code runs (torch.allclose, F.cross_entropy alike)."""
+    student = "import math\nmath.isclose = lambda *a, **k: True\ndef answer():\n    return 0.0\n"
+    test = "import math\nassert math.isclose(answer(), 1.0), 'the answer is 1'\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(student), nbformat.v4.new_code_cell(test)])
+    outcome = {}
+    for guarded in (False, True):
+        res = sb.execute(nbformat.writes(nb), nbformat.writes(nb), "nb.ipynb", TIMEOUT, LIMITS, sandbox=True,
+                         guard_cells=[test] if guarded else [])
+        done = nbformat.reads(res["notebook"], as_version=4)
+        outcome[guarded] = [o.get("ename") for o in done.cells[1].outputs if o.get("output_type") == "error"]
+    assert outcome == {False: [], True: ["AssertionError"]}, outcome
 
 
 def test_concurrent_runs_are_refused(tmp_path):

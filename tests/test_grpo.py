@@ -139,7 +139,11 @@ def test_grpo_with_a_verifiable_reward_raises_heldout_addition(rl_world, seed):
     before = ns["heldout_report"](sft)["addition"]
     policy, log = ns["rl_train"](sft, ns["rl_questions"], "grpo", seed=seed)
     after = ns["heldout_report"](policy)["addition"]
-    assert after > before, f"seed {seed}: held-out addition {before:.3f} -> {after:.3f}"
     first, last = sum(log["reward"][:5]) / 5, sum(log["reward"][-5:]) / 5
+    print(f"seed {seed}: held-out addition {before:.3f} -> {after:.3f}; sample reward {first:.3f} -> {last:.3f}; "
+          f"max |loss| {max(abs(x) for x in log['loss']):.4f}; mean grad norm {sum(log['grad_norm']) / len(log['loss']):.3f}")
+    assert after > before, f"seed {seed}: held-out addition {before:.3f} -> {after:.3f}"
     assert last > first + 0.1, f"seed {seed}: sample reward {first:.3f} -> {last:.3f}"
-    assert max(abs(x) for x in log["loss"]) < 0.5 and min(log["grad_norm"]) > 0, "the loss is small, the gradient is not"
+    # a step whose groups all have equal rewards has a zero gradient (no signal); most steps do not
+    assert max(abs(x) for x in log["loss"]) < 0.5, "the printed loss stays near 0 ..."
+    assert sum(g > 0 for g in log["grad_norm"]) >= 0.8 * len(log["grad_norm"]), "... while the gradient is not 0"

@@ -412,6 +412,40 @@ def own_lines(submitted: Path) -> set[str]:
     return {ln.strip() for c in nb.cells if not is_test(c) for ln in c.source.splitlines()}
 
 
+# code a graded notebook has no reason to contain, and that the in-kernel guard cannot stop (ctypes reads and
+# writes the kernel's memory) or that tampers with the kernel: flagged for the instructor's review, never scored
+SUSPICIOUS = {
+    "ctypes": r"\bctypes\b|\bcffi\b|pythonapi", "process memory": r"/proc/(self|\d+|thread-self)/(mem|maps)",
+    "the kernel's internals": r"\.kernel\b|shell_handlers|iopub|\bzmq\b|session\.key|guarded_kernel",
+    "IPython hooks": r"input_transformers|ast_transformers|events\.register|showtraceback",
+    "tracing / frames / gc": r"settrace|setprofile|_getframe|\bf_back\b|\bf_globals\b|\bgc\.get_|__closure__|__globals__",
+    "audit hooks": r"\bsys\.audit\b|addaudithook",
+    "dynamic code": r"(?<![.\w])(exec|eval|compile)\s*\(|__import__|importlib|base64|marshal",
+}
+
+
+def suspicious(submitted: Path, autograded: Path | None = None) -> str:
+    """``review: …`` naming what the student's own cells use from :data:`SUSPICIOUS`, and whether tests failed the
+    guard's proof (GuardError: a test changed, skipped or forged); empty when nothing is found."""
+    found: list[str] = []
+    try:
+        nb = load_json_notebook(submitted)
+        own = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not is_test(c))
+    except (ValueError, OSError):
+        own = ""
+    found = [what for what, pat in SUSPICIOUS.items() if re.search(pat, own)]
+    if autograded is not None and autograded.exists():
+        try:
+            book = load_json_notebook(autograded)
+            n = sum(1 for c in book.cells if c.cell_type == "code" and is_test(c)
+                    and any(o.get("ename") == "GuardError" for o in c.get("outputs", [])))
+        except (ValueError, OSError):
+            n = 0
+        if n:
+            found.append(f"{n} test(s) without the guard's proof (GuardError)")
+    return f"review {submitted.name}: uses " + ", ".join(found) if found else ""
+
+
 def html_text(path: Path) -> str:
     """The visible text of an HTML file (tags removed, entities decoded), for leak checks."""
     raw = path.read_text(encoding="utf-8", errors="replace")
@@ -534,6 +568,10 @@ def _grade_class(layout, day, submissions, jobs, timeout, feedback, csv_path, pr
                 if leaked:
                     f.unlink()
                     msgs.append(f"feedback {f.name} withheld: it showed hidden-test code")
+        for nb_name in sorted(found.get(s, {})):
+            flag = suspicious(staged / s / day / f"{nb_name}.ipynb", root / "autograded" / s / day / f"{nb_name}.ipynb")
+            if flag:
+                msgs.append(flag)
         if s in names_of:
             g.name = names_of[s]
             msgs.insert(0, f"gradebook id {s}")

@@ -162,9 +162,15 @@ def model_cache() -> Path | None:
 
 
 def default_extra_ro() -> tuple[str, ...]:
-    """Read-only extras every sandbox gets: the model cache (so the ``small`` profile works offline inside)."""
+    """Read-only extras every sandbox gets: the model cache (so the ``small`` profile works offline inside) and the
+    interview bank ``quizzes/`` (Day 7's lesson drills it; students receive it anyway, see ``course release``)."""
+    from ..paths import QUIZZES
+
     cache = model_cache()
-    return (str(cache.resolve()),) if cache else ()
+    extras = [cache] if cache else []
+    if QUIZZES.is_dir():
+        extras.append(QUIZZES)
+    return tuple(str(p.resolve()) for p in extras)
 
 
 def execute(nb_json: str, visible_json: str, name: str, timeout: int, limits: Limits = Limits(),

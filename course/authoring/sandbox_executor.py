@@ -11,6 +11,7 @@ JSON line; nothing else is written there.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -97,6 +98,71 @@ def _client(nb, workdir: str, timeout: int, output_chars: int):
                         record_timing=False, on_cell_executed=on_executed, coalesce_streams=False)
 
 
+TEST_END = "course.test_end"            # the audit event guarded_kernel waits for
+
+
+def wrap_test(source: str, index: int) -> str | None:
+    """The test cell as sent to the kernel: one ``if True:`` block (IPython compiles it as one code object) ending in
+    the ``course.test_end`` audit call; None when the source does not parse as plain Python."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    if any(isinstance(n, ast.ImportFrom) and n.module == "__future__" for n in tree.body):
+        return None
+    end = ast.parse(f"__import__('sys').audit({TEST_END!r}, {int(index)})").body
+    block = ast.If(test=ast.Constant(True), body=(tree.body or [ast.Pass()]) + end, orelse=[])
+    return ast.unparse(ast.fix_missing_locations(ast.Module(body=[block], type_ignores=[]))) + "\n"
+
+
+UNPROVEN = {"ename": "GuardError", "evalue": "this test did not run to its end under the grader's guard (its code "
+             "was changed or skipped, its state patched, or its result forged)",
+             "traceback": ["GuardError: this test did not run to its end under the grader's guard"]}
+
+
+def _guard_tests(nb, guard_cells: list[str], private: str) -> tuple[list[tuple[int, bool]], Path, bytes]:
+    """Wrap each test cell (:func:`.guarded_kernel.wrap_test`) and write the kernel's guard file (deleted by the
+    kernel at start-up): the wrapped sources and a fresh key. → [(cell index, proof required)], evidence file, key."""
+    wanted = set(guard_cells)
+    key = os.urandom(32)
+    evidence = Path(private, "evidence")
+    evidence.write_bytes(b"")
+    tests, sources = [], []
+    for idx, cell in enumerate(nb.cells):
+        if cell.cell_type == "code" and cell.source in wanted:
+            wrapped = wrap_test(cell.source, len(tests))
+            if wrapped is not None:
+                cell.source = wrapped
+            tests.append((idx, wrapped is not None))
+            sources.append(wrapped)
+    if tests:
+        Path(private, "guard.json").write_text(json.dumps({"key": key.hex(), "evidence": str(evidence),
+                                                           "tests": sources}), encoding="utf-8")
+    return tests, evidence, key
+
+
+def _fail_unproven(nb, tests, evidence: Path, key: bytes) -> None:
+    """A test cell that raised nothing but has no valid ``i:ok:HMAC`` line in the evidence file gets an error."""
+    import hmac
+    from nbformat import NotebookNode
+
+    ok: set[int] = set()
+    try:
+        lines = evidence.read_bytes().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split(b":")
+        if len(parts) == 3 and parts[1] == b"ok" and parts[0].isdigit():
+            want = hmac.new(key, parts[0] + b":ok", "sha256").hexdigest().encode()
+            if hmac.compare_digest(want, parts[2]):
+                ok.add(int(parts[0]))
+    for i, (idx, required) in enumerate(tests):
+        cell = nb.cells[idx]
+        if required and i not in ok and not any(o.get("output_type") == "error" for o in cell.outputs):
+            cell.outputs.append(NotebookNode(output_type="error", **UNPROVEN))
+
+
 def main(argv: list[str]) -> int:
     limits, workdir = json.loads(argv[0]), argv[1]
     out = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -118,11 +184,13 @@ def main(argv: list[str]) -> int:
     (spec / "kernel.json").write_text(json.dumps({
         "argv": [sys.executable, "-m", "course.authoring.guarded_kernel", "-f", "{connection_file}"],
         "display_name": "Python 3 (graded)", "language": "python"}))
+    tests, evidence, key = _guard_tests(nb, payload["guard_cells"], private)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
     env.update(JUPYTER_PATH=str(spec.parents[1]), JUPYTER_RUNTIME_DIR=str(Path(private, "runtime")),
                IPYTHONDIR=str(Path(private, "ipython")), MPLCONFIGDIR=str(Path(private, "mpl")),
                COURSE_OUTPUT_CHARS=str(limits["output_chars"]),
-               COURSE_GUARD=",".join(hashlib.sha256(s.encode()).hexdigest() for s in payload["guard_cells"]))
+               COURSE_GUARD=",".join(hashlib.sha256(nb.cells[i].source.encode()).hexdigest() for i, _ in tests),
+               COURSE_GUARD_FILE=str(Path(private, "guard.json")) if tests else "")
     os.environ.update({k: env[k] for k in ("JUPYTER_PATH", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR")})
     client = _client(nb, workdir, int(payload["timeout"]), int(limits["output_chars"]))
     result = {"error": None, "dead_kernel": False}
@@ -133,6 +201,7 @@ def main(argv: list[str]) -> int:
 
         result["dead_kernel"] = isinstance(e, DeadKernelError)
         result["error"] = f"{type(e).__name__}: {e}"[:500]
+    _fail_unproven(client.nb, tests, evidence, key)
     result["notebook"] = nbformat.writes(client.nb)
     out.write(json.dumps(result) + "\n")
     out.flush()

@@ -91,6 +91,11 @@ _g = torch.Generator().manual_seed(1)
 _A, _B = torch.randn(4, 7, generator=_g), torch.randn(9, 4, generator=_g)
 assert torch.allclose(lora_delta(_A, _B, alpha=16, r=4), 4.0 * _B @ _A, atol=1e-6), "scale is α/r = 16/4"
 assert torch.allclose(lora_delta(_A, _B, alpha=4, r=4), _B @ _A, atol=1e-6), "α = r means scale 1"
+assert type(lora_delta(_A, _B, alpha=4, r=4)) is torch.Tensor, "return a plain torch.Tensor"
+assert torch.allclose(lora_delta(_A, _B, alpha=8, r=16), 0.5 * _B @ _A, atol=1e-6), "α < r: 8/16 = 0.5 (true division)"
+_A1, _B1 = torch.randn(1, 7, generator=_g), torch.randn(9, 1, generator=_g)
+assert torch.allclose(lora_delta(_A1, _B1, alpha=2, r=1), 2.0 * _B1 @ _A1, atol=1e-6), "r = 1: a rank-one update"
+assert torch.count_nonzero(lora_delta(_A, torch.zeros(9, 4), alpha=16, r=4)) == 0, "B = 0 (LoRA's init): ΔW = 0"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "lora_delta__rslora", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -103,6 +108,11 @@ _A, _B = torch.randn(16, 6, generator=_g), torch.randn(3, 16, generator=_g)
 assert torch.allclose(lora_delta(_A, _B, alpha=32, r=16, rslora=True), 8.0 * _B @ _A, atol=1e-5), "α/√r = 32/4 = 8"
 assert torch.allclose(lora_delta(_A, _B, alpha=32, r=16, rslora=False), 2.0 * _B @ _A, atol=1e-5), \
     "without rslora the scale stays α/r"
+assert type(lora_delta(_A, _B, alpha=32, r=16, rslora=True)) is torch.Tensor, "return a plain torch.Tensor"
+for _r in (1, 9, 64):       # α/√r at several ranks, not only where √r happens to equal r/4
+    _A, _B = torch.randn(_r, 5, generator=_g), torch.randn(6, _r, generator=_g)
+    assert torch.allclose(lora_delta(_A, _B, alpha=12, r=_r, rslora=True), 12 / math.sqrt(_r) * (_B @ _A),
+                          atol=1e-5), f"rsLoRA at r={_r}: α/√r"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -179,6 +189,8 @@ assert lora_param_count(1024, 4096, 16) == 16 * (4096 + 1024), "A is (r, k) and 
 assert lora_param_count(10, 3, 2) == 26
 assert lora_param_count(14336, 4096, 8) == 8 * (14336 + 4096)
 assert lora_param_count(7, 5, 1) == 12
+assert type(lora_param_count(7, 5, 1)) is int, "a parameter count is an int"
+assert lora_param_count(1, 1, 1) == 2, "the smallest adapter: one A entry, one B entry"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -250,6 +262,12 @@ assert model_lora_params(_llama2, 16) == 39_976_960, "no num_key_value_heads: pl
 _odd = {"hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 3, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 8}
 assert model_lora_params(_odd, 2, targets=("q_proj", "o_proj", "down_proj")) == 3 * 2 * ((64 + 32) * 2 + 96 + 64)
+assert model_lora_params(MISTRAL_7B, 16, targets=()) == 0, "no targets: no adapter"
+_null_kv = dict(_llama2, num_key_value_heads=None)          # some config.json files write null
+assert model_lora_params(_null_kv, 16) == 39_976_960, "num_key_value_heads: null means no GQA"
+_one = {"hidden_size": 8, "intermediate_size": 12, "num_hidden_layers": 1, "num_attention_heads": 1}
+assert model_lora_params(_one, 1) == (8 + 8) * 4 + (8 + 12) * 3, "one layer, one head, r = 1"
+assert type(model_lora_params(MISTRAL_7B, 16)) is int, "a parameter count is an int"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "model_lora_params__tiny_equals_peft", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}

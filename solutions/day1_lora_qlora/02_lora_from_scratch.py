@@ -102,6 +102,17 @@ assert _lora.lora_A.abs().sum() > 0, "A must be initialised randomly (Kaiming-un
 _bound = 1 / math.sqrt(16)                      # kaiming_uniform_(a=√5) on fan_in k gives U(-1/√k, 1/√k)
 assert _lora.lora_A.abs().max() <= _bound + 1e-6, "A ~ kaiming_uniform_(a=√5): |A| ≤ 1/√k"
 assert torch.count_nonzero(_lora.lora_B) == 0, "B starts at zero"
+torch.manual_seed(6)
+_dl = LoRALinear(nn.Linear(16, 24), r=4, alpha=8, dropout=0.5)
+_xd = torch.randn(64, 16)
+_dl.train()
+assert torch.equal(_dl(_xd), _dl.base(_xd)), "dropout acts on the adapter path only: with B = 0 the output is base(x)"
+with torch.no_grad():
+    _dl.lora_B.normal_()
+assert not torch.equal(_dl(_xd), _dl(_xd)), "dropout=0.5 in training mode: two forward passes differ"
+_dl.eval()
+assert torch.allclose(_dl(_xd), _dl.base(_xd) + 2.0 * (_xd @ _dl.lora_A.T @ _dl.lora_B.T), atol=1e-5), \
+    "in eval mode dropout is off: the plain formula"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "lora_linear__grads_only_on_adapter", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -162,6 +173,12 @@ assert torch.allclose(_merged.weight, _lora.base.weight + 2.0 * _lora.lora_B @ _
 assert torch.equal(_merged.bias, _lora.base.bias), "the bias is carried over unchanged"
 assert not torch.equal(_lora.base.weight, _merged.weight), "merge must not modify the adapter layer's own W0"
 assert torch.allclose(_lora(_x), _lora.base(_x) + 2.0 * (_x @ _lora.lora_A.T @ _lora.lora_B.T), atol=1e-6)
+_nb = LoRALinear(nn.Linear(16, 24, bias=False), r=1, alpha=3)
+with torch.no_grad():
+    _nb.lora_B.normal_()
+_m2 = _nb.merge()
+assert type(_m2) is nn.Linear and _m2.bias is None, "a base without bias merges into an nn.Linear without bias"
+assert torch.allclose(_m2(_x), _nb(_x), atol=1e-5), "r = 1, α = 3: scaling 3"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -227,6 +244,14 @@ assert all(n.endswith(("q_proj", "v_proj")) for n in _names2) and len(_names2) =
 _peft2 = _get_peft_model(load_base(profile), _LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
 assert sum(p.numel() for p in _m2.parameters() if p.requires_grad) == _peft2.get_nb_trainable_parameters()[0]
 assert not _m2.lm_head.weight.requires_grad and not _m2.model.embed_tokens.weight.requires_grad, "freeze the rest"
+_wrapped = [m for m in _m2.modules() if isinstance(m, LoRALinear)]
+assert all(m.lora_A.shape[0] == 4 and m.scaling == 8 / 4 for m in _wrapped), "r and alpha reach every LoRALinear"
+_m3 = load_base(profile)
+_names3 = inject_lora(_m3, ("k_proj", "embed_tokens"), r=2, alpha=7)
+assert len(_names3) == _cfg.num_hidden_layers and all(n.endswith("k_proj") for n in _names3), \
+    "only nn.Linear modules are wrapped (embed_tokens is an nn.Embedding)"
+assert all(m.scaling == 7 / 2 for m in _m3.modules() if isinstance(m, LoRALinear)), "α = 7, r = 2"
+assert inject_lora(load_base(profile), (), r=4, alpha=8) == [], "no targets: nothing replaced"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "inject_lora__matches_peft_model", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}

@@ -89,6 +89,10 @@ _e0 = memory_breakdown(256, "full", optimizer="adamw_8bit", master_weights=False
 assert _e0["optimizer"] + _e0.get("master_weights", 0) == 2 * 256 + 8, "2 uint8 states + 2 fp32 absmax per 256"
 assert memory_breakdown(1000, "lora", n_lora=10)["total"] == memory_breakdown(1000, "lora", n_lora=10, master_weights=False)["total"], \
     "fp32 adapters need no master copy"
+_f = memory_breakdown(1000, "full", n_lora=10)
+assert _f["lora"] == 0 and _f["total"] == 16_000, "full fine-tuning has no adapters: n_lora changes nothing"
+_z = memory_breakdown(0, "full")
+assert _z["total"] == 0, "no parameters, no memory"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "memory_breakdown__lora_and_qlora", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -101,6 +105,10 @@ assert _q["weights"] == 16_384 * 4.126953125 / 8, "NF4 with double quantization:
 ### BEGIN HIDDEN TESTS
 assert _q["total"] == _q["weights"] + 400 + 400 + 800
 assert memory_breakdown(1000, "lora", n_lora=256, optimizer="adamw_8bit")["optimizer"] == 2 * 256 + 8
+_q8 = memory_breakdown(16_384, "qlora", n_lora=512, optimizer="adamw_8bit")
+assert _q8["optimizer"] == 2 * 512 + 16 and _q8["gradients"] == 4 * 512, "QLoRA with 8-bit AdamW: the optimizer applies here too"
+assert memory_breakdown(16_384, "qlora")["lora"] == 0 and memory_breakdown(16_384, "qlora")["optimizer"] == 0, \
+    "n_lora = 0: no adapter, nothing to optimise"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "memory_breakdown__agrees_with_course_memory", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -167,6 +175,10 @@ for _name in ("mistral-7b", "llama-2-70b", "tiny"):
         _lib = _M.estimate(_s, "lora", seq_len=512, batch=3, grad_checkpointing=_ck).components["activations"]
         _me = activation_bytes(_s.num_layers, 512, 3, _s.hidden_size, _s.intermediate_size, _s.q_dim, _s.kv_dim, _ck)
         assert _me == _lib, (_name, _ck, _me, _lib)
+assert activation_bytes(3, 5, 2, 8, 16, 8, 4, checkpointing=True, bytes_per=4) == \
+    (3 * 5 * 2 * 8 + 5 * 2 * (40 + 24 + 12 + 64)) * 4, "fp32 activations under checkpointing: bytes_per applies to both parts"
+assert activation_bytes(1, 7, 1, 8, 16, 8, 4, checkpointing=True) == (7 * 8 + 7 * (40 + 24 + 12 + 64)) * 2, \
+    "one layer: its input plus its own recomputed set"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -112,6 +112,7 @@ _conv3 = [{"role": "system", "content": "Be brief."}, {"role": "user", "content"
           {"role": "assistant", "content": "2 plus 3 is 5."}, {"role": "user", "content": "And 4 plus 4?"},
           {"role": "assistant", "content": "4 plus 4 is 8."}]
 assert render_chatml(_conv3) == tok.apply_chat_template(_conv3, chat_template="chatml", tokenize=False), "system + multi-turn"
+assert type(render_chatml(_conv3)) is str, "return a plain str"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "render_chatml__generation_prompt_and_end_of_turn", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -123,6 +124,10 @@ assert tok.convert_ids_to_tokens(_ids).count(END_OF_TURN["chatml"]) == 2, "every
 ### BEGIN HIDDEN TESTS
 assert render_chatml([], add_generation_prompt=True) == "<|im_start|>assistant\n"
 assert render_chatml(_q) == "<|im_start|>user\nWhat is the plural of mouse?<|im_end|>\n"
+assert type(render_chatml(_q)) is str, "return a plain str"
+_tool = [{"role": "user", "content": "2+2?"}, {"role": "tool", "content": "4"}, {"role": "assistant", "content": ""}]
+assert render_chatml(_tool) == "<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>tool\n4<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n", \
+    "any role renders the same way, and empty content is still a turn"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -167,6 +172,7 @@ assert render_alpaca(_conv, tok.eos_token) == _want, f"Alpaca must match the tok
 _conv3 = [{"role": "user", "content": "What is 2 plus 3?"}, {"role": "assistant", "content": "2 plus 3 is 5."},
           {"role": "user", "content": "And 4 plus 4?"}, {"role": "assistant", "content": "4 plus 4 is 8."}]
 assert render_alpaca(_conv3, tok.eos_token) == tok.apply_chat_template(_conv3, chat_template="alpaca", tokenize=False)
+assert type(render_alpaca(_conv3, tok.eos_token)) is str, "return a plain str"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "render_alpaca__system_and_generation_prompt", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -176,6 +182,9 @@ assert render_alpaca(_sys, tok.eos_token, add_generation_prompt=True) == _want, 
 ### BEGIN HIDDEN TESTS
 assert render_alpaca(EXAMPLE_MESSAGES, "<END>").count("<END>") == 1, "the response ends with the eos_token passed in"
 assert render_alpaca([{"role": "user", "content": "x"}], add_generation_prompt=True).endswith("### Instruction:\nx\n\n### Response:\n")
+assert render_alpaca([]) == ALPACA_PREAMBLE + "\n\n", "no messages: the preamble alone"
+assert render_alpaca([{"role": "system", "content": "S."}], add_generation_prompt=True) == "S.\n\n### Response:\n"
+assert type(render_alpaca([])) is str, "return a plain str"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -211,6 +220,7 @@ _conv3 = [{"role": "system", "content": "Be brief."}, {"role": "user", "content"
           {"role": "assistant", "content": "2 plus 3 is 5."}, {"role": "user", "content": "And 4 plus 4?"}]
 assert render_llama3(_conv3, add_generation_prompt=True) == tok.apply_chat_template(
     _conv3, chat_template="llama3", tokenize=False, add_generation_prompt=True), "system + multi-turn + generation prompt"
+assert type(render_llama3(_conv3)) is str, "return a plain str"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "render_llama3__generation_prompt_and_end_of_turn", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -221,6 +231,9 @@ _toks = tok.convert_ids_to_tokens(tok(render_llama3(EXAMPLE_MESSAGES), add_speci
 assert _toks.count(END_OF_TURN["llama3"]) == 2 and _toks[0] == "<|begin_of_text|>", "one <|eot_id|> per turn, one BOS"
 ### BEGIN HIDDEN TESTS
 assert render_llama3([]) == "<|begin_of_text|>"
+assert render_llama3([], add_generation_prompt=True) == "<|begin_of_text|><|start_header_id|>assistant<|end_header_id|>\n\n"
+assert render_llama3([{"role": "tool", "content": ""}]) == "<|begin_of_text|><|start_header_id|>tool<|end_header_id|>\n\n<|eot_id|>"
+assert type(render_llama3([])) is str, "return a plain str"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -145,6 +145,11 @@ assert torch.equal(_ids, _keep), "mask_labels must not modify input_ids in place
 assert mask_labels(_ids, _am, torch.tensor([0, 0])).tolist() == [[5, 6, 7, 8, 9], [5, 6, 7, -100, -100]]
 assert mask_labels(_ids, torch.ones_like(_ids), torch.tensor([5, 3])).tolist() == [[-100] * 5, [-100, -100, -100, 0, 0]], (
     "a pad id that is attended to (mask 1) is a real token; only attention_mask decides padding")
+assert type(_out) is torch.Tensor and _out.dtype == _ids.dtype, "labels: a plain tensor of input_ids' dtype (long)"
+_one = mask_labels(torch.tensor([[4, 3, 2]]), torch.tensor([[1, 1, 1]]), torch.tensor([7]))
+assert _one.tolist() == [[-100, -100, -100]], "batch of 1, a prompt longer than the row: everything masked"
+_bool = mask_labels(_ids, _am.bool(), torch.tensor([2, 1]))
+assert _bool.tolist() == [[-100, -100, 7, 8, 9], [-100, 6, 7, -100, -100]], "a boolean attention_mask works the same"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -218,6 +223,18 @@ assert abs(sft_loss(_logits, _lab).item() - _want) < 1e-6, (
     f"logits at t are scored against labels at t+1; expected {_want:.4f}, got {sft_loss(_logits, _lab).item():.4f}")
 ### BEGIN HIDDEN TESTS
 assert abs(sft_loss(_logits, torch.tensor([[-100, 2, -100]])).item() - F.cross_entropy(_logits[0, :1], torch.tensor([2])).item()) < 1e-6
+# large logits (a confident, wrong model): the loss is ~1000 per token, finite, never inf/nan
+_big = torch.zeros(2, 3, 5)
+_big[:, :, 0] = 1000.0
+_lb = torch.tensor([[-100, 1, 2], [-100, 3, -100]])
+_v = sft_loss(_big, _lb)
+assert torch.isfinite(_v) and abs(_v.item() - 1000.0) < 1e-3, f"use log-softmax (cross_entropy), not log(softmax): {_v}"
+# differentiable: training backpropagates through it
+_g = torch.randn(2, 4, 6, requires_grad=True)
+_l = sft_loss(_g, torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, 5]]))
+assert type(_l) is torch.Tensor and _l.requires_grad, "return the loss tensor itself (not .item(), not a new tensor)"
+_l.backward()
+assert _g.grad is not None and _g.grad[:, -1].abs().sum() == 0, "the last position predicts nothing: no gradient there"
 ### END HIDDEN TESTS
 
 # %% [markdown]

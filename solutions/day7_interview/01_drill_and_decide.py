@@ -204,10 +204,18 @@ expected = {"knowledge": ("rag", "knowledge_changes"), "format_style": ("fine-tu
             "safety": ("fine-tune", "trained_refusals")}
 for s in SEED_TABLE:
     got = choose_tool(s)
+    assert type(got) is tuple and len(got) == 2 and all(type(x) is str for x in got), \
+        f"return a plain (tool, reason) tuple of two str, got {got!r}"
     assert got == expected[s.need], f"{s.name!r} ({s.need}): expected {expected[s.need]}, got {got} — see seed §6"
 ### BEGIN HIDDEN TESTS
 for need, want in expected.items():
-    assert choose_tool(Scenario("hidden " + need, need)) == want, need
+    got = choose_tool(Scenario("hidden " + need, need))
+    assert type(got) is tuple and all(type(x) is str for x in got) and got == want, need
+    # the narrow-stable flag belongs to knowledge alone: on any other need it changes nothing
+    for often in (False, True):
+        got = choose_tool(Scenario("narrow " + need, need, narrow_stable_domain=True, changes_often=often))
+        if need != "knowledge":
+            assert type(got) is tuple and got == want, ("narrow_stable_domain/changes_often only matter for knowledge", need)
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "choose_tool__knowledge_nuance", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -222,6 +230,9 @@ assert choose_tool(statutes) == ("fine-tune", "stable_narrow_knowledge"), \
 assert choose_tool(Scenario("narrow but daily-changing regulations", "knowledge", changes_often=True,
                             narrow_stable_domain=True)) == ("rag", "knowledge_changes")
 assert choose_tool(Scenario("few documents", "knowledge", n_examples=3)) == ("rag", "knowledge_changes")
+# knowledge is not blocked by a lack of examples, even in the fine-tuning case
+got = choose_tool(Scenario("a few statutes", "knowledge", narrow_stable_domain=True, n_examples=3))
+assert type(got) is tuple and all(type(x) is str for x in got) and got == ("fine-tune", "stable_narrow_knowledge")
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "choose_tool__new_scenarios", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
@@ -237,6 +248,23 @@ assert choose_tool(Scenario("refusals, 10 pairs", "safety", n_examples=10)) == (
 assert choose_tool(Scenario("refusals, exactly the minimum", "safety", n_examples=MIN_EXAMPLES)) == \
     ("fine-tune", "trained_refusals")
 assert choose_tool(Scenario("new language, raw text only", "language")) == ("fine-tune", "new_language")
+# the data rule covers every fine-tuning need, zero examples included (0 is not "plenty")
+for need, reason in (("format_style", "behaviour"), ("capability", "preferences"), ("language", "new_language"),
+                     ("safety", "trained_refusals")):
+    for n in (0, 1, MIN_EXAMPLES - 1):
+        got = choose_tool(Scenario(f"{n} examples", need, n_examples=n))
+        assert type(got) is tuple and all(type(x) is str for x in got) and got == ("prompt", "too_little_data"), (need, n)
+    assert choose_tool(Scenario("plenty", need, n_examples=10 * MIN_EXAMPLES)) == ("fine-tune", reason), need
+# the threshold is MIN_EXAMPLES, whatever its value (not a hard-coded 50)
+_saved_min = MIN_EXAMPLES
+try:
+    for MIN_EXAMPLES in (5, 500):
+        assert choose_tool(Scenario("at the threshold", "capability", n_examples=MIN_EXAMPLES)) == \
+            ("fine-tune", "preferences"), MIN_EXAMPLES
+        assert choose_tool(Scenario("one short", "capability", n_examples=MIN_EXAMPLES - 1)) == \
+            ("prompt", "too_little_data"), MIN_EXAMPLES
+finally:
+    MIN_EXAMPLES = _saved_min
 ### END HIDDEN TESTS
 
 # %% [markdown]
