@@ -42,8 +42,10 @@ DAYS: list[Day] = [
         "inference with an adapter, merging and its tolerance, hot-swapping, mixed-adapter batches, an adapter server, "
         "merging task adapters (linear, TIES, DARE) from scratch equal to peft, merged vs individual adapters measured"),
     Day(6, "Sat", "day6_alignment_lab", "SFT vs SFT+DPO vs ORPO, best-of-n, constitutional AI",
-        "Bai et al. 2022 (Constitutional AI)",
-        "DPO from scratch against trl, a three-way comparison over seeds, rejection sampling, a small CAI loop"),
+        "Bai et al. 2022 (Constitutional AI); Lambert et al. 2024 (RewardBench); Zheng et al. 2023 "
+        "(LLM-as-a-judge); Dubois et al. 2024 (Length-controlled AlpacaEval)",
+        "DPO from scratch against trl, a three-way comparison over seeds, rejection sampling, a small CAI loop, "
+        "evaluation: preference accuracy by category, judge position/length biases corrected, contamination"),
     Day(7, "Sun", "day7_interview", "Mock interview and when to fine-tune",
         "Seed §6 and §7",
         "the interview bank with drills and spaced repetition, and the fine-tune vs RAG vs prompt decision lesson"),

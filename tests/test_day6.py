@@ -25,7 +25,8 @@ def solution_namespace(src, grade_ids, **names):
 
 
 def test_notebooks():
-    assert [s.stem for s in SOURCES] == ["01_dpo_loop_and_comparison", "02_best_of_n", "03_constitutional_ai"]
+    assert [s.stem for s in SOURCES] == ["01_dpo_loop_and_comparison", "02_best_of_n", "03_constitutional_ai",
+                                           "04_evaluation"]
 
 
 # The structure check (split tests, two planted bugs per exercise) is tests/test_day_structure.py, for every day.
@@ -223,7 +224,7 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
 
 
 NB2_CELLS = {"given_reward_model", "given_policy", "given_sampling", "best_of_n", "forward_passes",
-             "given_reward_models", "given_curves"}
+             "given_reward_models", "given_curves", "given_rs_round"}
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +232,7 @@ def nb2():
     from course.alignment import fit_reward_model
 
     names = _tiny_names()
-    ns = solution_namespace(BON, NB2_CELLS, fit_reward_model=fit_reward_model, **names)
+    ns = solution_namespace(BON, NB2_CELLS, fit_reward_model=fit_reward_model, copy=copy, **names)
     ns["policy"] = ns["sft_policy"](0)[0]
     return ns
 
@@ -252,6 +253,25 @@ def test_best_of_n_gold_rises_under_a_decent_rm_and_not_under_the_blind_one(nb2,
     assert g[-1] > g[0] + 0.2 and g[2] > g[0], f"seed {seed}: proxy gold by n {g}"
     assert g[-1] - g[-2] < g[1] - g[0], f"seed {seed}: no saturation {g}"
     assert b[16]["gold"] < c[16]["gold"] - 0.2, f"seed {seed}: blind {b[16]['gold']:.3f} vs proxy {c[16]['gold']:.3f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rejection_sampling_round_is_as_good_as_its_selector(nb2, seed):
+    """Notebook 2 §4 on each seed: the oracle's best-of-16 beats greedy decoding on the round's prompts, and one SFT
+    round on it raises greedy gold on questions the round never saw; the proxy's picks are worse than greedy, so its
+    round loses gold, less than the unselected control; the blind selection loses the most.
+    Measured (load ~16): oracle +0.136 / +0.082 / +0.118, proxy −0.036 / −0.055 / −0.073, control −0.055 / −0.145 /
+    −0.118, blind −0.345 / −0.218 / −0.327 on seeds 0 / 1 / 2."""
+    stats, res = nb2["rejection_sampling_round"](nb2["policy"], seed=seed)
+    gain = {k: r["§3 questions"] - res["before"]["§3 questions"] for k, r in res.items() if k != "before"}
+    print(f"seed {seed}: data gold " + ", ".join(f"{k} {v['gold']:.3f} ({v['same_as_greedy']:.0%} = greedy)"
+                                                for k, v in stats.items())
+          + "; §3 gold change " + ", ".join(f"{k} {v:+.3f}" for k, v in gain.items()))
+    assert stats["oracle (gold)"]["gold"] > stats["(greedy, for scale)"]["gold"], stats
+    assert gain["oracle (gold)"] > 0.03 and gain["oracle (gold)"] > gain["first sample"], gain
+    assert stats["proxy"]["gold"] < stats["(greedy, for scale)"]["gold"], stats     # why the proxy's round cannot help
+    assert gain["blind"] < gain["first sample"] < gain["proxy"] < gain["oracle (gold)"], gain
 
 
 NB3 = SOLUTIONS / DAY / "03_constitutional_ai.py"

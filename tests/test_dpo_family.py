@@ -175,9 +175,9 @@ def check_notebook_constants(ns):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_deterministic_preferences_dpo_grows_ipo_and_cdpo_stop(seed):
-    """§5a on each seed (which pairs): IPO's per-token margin ends within 10 % of 1/(2β) and moves < 0.1 over the
-    last 10 steps; DPO's is larger and still rising (> 0.2); cDPO's summed margin ends within 25 % of x*/β and
-    moves less than DPO's; rDPO ends with the largest margin."""
+    """§5a on each seed (which pairs): IPO's per-token margin ends within 10 % of 1/(2β) and moves < 0.2 over the
+    last 10 steps, under a third of DPO's move; DPO's is > 2× IPO's and still rising (> 0.2); cDPO's summed margin
+    ends within 25 % of x*/β and moves less than half as much as DPO's; rDPO ends with the largest margin."""
     ns = runs_namespace()
     check_notebook_constants(ns)
     data = ns["pair_data"](ns["pick_pairs"]("train", ns["PER_KIND"], seed=seed))
@@ -185,7 +185,10 @@ def test_deterministic_preferences_dpo_grows_ipo_and_cdpo_stop(seed):
     end = {k: h[-1] for k, h in hist.items()}
     moved = {k: h[-1]["margin/tok"] - h[-11]["margin/tok"] for k, h in hist.items()}
     moved_sum = {k: h[-1]["margin"] - h[-11]["margin"] for k, h in hist.items()}
-    assert abs(end["IPO"]["margin/tok"] - 1.0) < 0.1 and abs(moved["IPO"]) < 0.1, (end["IPO"], moved)
+    print(seed, {k: (round(end[k]["margin/tok"], 3), round(moved[k], 3), round(end[k]["margin"], 1), round(moved_sum[k], 1))
+                 for k in end})
+    assert abs(end["IPO"]["margin/tok"] - 1.0) < 0.1, end["IPO"]
+    assert abs(moved["IPO"]) < 0.2 and abs(moved["IPO"]) < moved["DPO"] / 3, moved
     assert end["DPO"]["margin/tok"] > 2 * end["IPO"]["margin/tok"] and moved["DPO"] > 0.2, (end, moved)
     target = math.log(0.9 / 0.1) / 0.1
     assert abs(end["cDPO"]["margin"] - target) < 0.25 * target and moved_sum["cDPO"] < 0.5 * moved_sum["DPO"], \
@@ -207,8 +210,10 @@ def test_length_simpo_and_kto_without_pairs(seed):
         pol, _ = ns["train_pairs"](name, data, seed=seed)
         _, r = ns["per_kind_change"](pol, data)
         ratio[name] = r["curt"] / r["rambling"]
+    print(seed, ratio)
     assert ratio["summed, no ref"] > 3 and ratio["summed, no ref"] > 3 * ratio["SimPO"], ratio
     kto_pol, _ = ns["train_kto"](ns["unpaired_data"](ns["pick_pairs"]("train", ns["PER_KIND"], seed=seed)), seed=seed)
     dpo_pol, _ = ns["train_pairs"]("DPO", data, seed=seed)
     base, dpo, kto = (ns["heldout_pairs"](m)[0] for m in (ns["ref_model"], dpo_pol, kto_pol))
+    print(seed, base, dpo, kto)
     assert base == 0.0 and kto > 0.6 and kto > dpo - 0.15, (base, dpo, kto)

@@ -136,7 +136,8 @@ assert torch.allclose(group_advantages(_big, 4), group_advantages(_big - 1e4, 4)
 # with $k_3 = e^{d} - d - 1$, $d = \log\pi_\text{ref} - \log\pi_\theta$ (notebook 2's estimator). The KL term is
 # added only when β ≠ 0 and is multiplied by the ratio (trl's default `use_bias_correction_kl=True`: the samples
 # came from π_old, not π_θ). `epsilon_high=None` means ε_high = ε (DAPO's "clip-higher" sets it larger).
-#
+
+# %% [markdown]
 # Then average over the real tokens (`mask` = 1); **how** is the `loss_type`:
 # - `"grpo"`: a mean per sequence, then over sequences — a token of a short answer weighs more;
 # - `"bnpo"` and `"dapo"` (trl's default): one mean over all tokens of the batch;

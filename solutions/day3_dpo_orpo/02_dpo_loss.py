@@ -212,6 +212,11 @@ assert torch.allclose(sequence_logprobs(_logits, _labels), _expected, atol=1e-5)
 _n = (_labels[:, 1:] != -100).sum(-1)
 assert torch.allclose(sequence_logprobs(_logits, _labels, average=True), _expected / _n, atol=1e-5), \
     "average=True: mean over scored tokens"
+_big = 200 * _logits                                  # very confident logits: softmax underflows to 0 off the max
+_ce = F.cross_entropy(_big[:, :-1].reshape(-1, 11), _labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none")
+_lp = sequence_logprobs(_big, _labels)
+assert torch.isfinite(_lp).all() and torch.allclose(_lp, -_ce.view(3, 6).sum(-1), rtol=1e-5, atol=1e-2), \
+    "large logits: use log_softmax (softmax(...).log() gives −inf once a probability underflows)"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -296,6 +301,11 @@ assert (_pc.grad < 0).all() and (_pr.grad > 0).all(), \
 assert not _cr.requires_grad and not _rr.requires_grad, "the logged rewards are detached"
 _l2, _, _ = dpo_loss(_pc.detach(), _pr.detach(), _rc + 1.0, _rrf, 0.5)
 assert not torch.allclose(_l2, _losses.detach()), "the reference log-probs must enter the loss"
+_ten = torch.tensor([-10.0, -10.0])
+_big, _bc, _ = dpo_loss(torch.tensor([-2000.0, -10.0]), torch.tensor([-10.0, -2000.0]), _ten, _ten, 0.1)
+assert torch.isfinite(_big).all() and abs(_big[0].item() - 199.0) < 1e-3 and _big[1].item() < 1e-6, \
+    "a large margin (β·Δ = ∓199): −log σ must stay finite — use F.logsigmoid, not log(sigmoid)"
+assert abs(_bc[0].item() + 199.0) < 1e-3, "β = 0.1: chosen reward 0.1·(−2000 + 10)"
 ### END HIDDEN TESTS
 
 # %% [markdown]

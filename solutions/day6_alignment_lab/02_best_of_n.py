@@ -16,8 +16,9 @@
 #    best-of-n is used in, where the gold score should rise with n and then level off;
 # 2. a **blind** reward model: notebook 1's kind of learned judge, a linear Bradley–Terry head on frozen base
 #    features, which is good at format and near chance at facts — the regime where selection exploits the blind spot;
-# 3. **one round of rejection-sampling fine-tuning**: best-of-16 answers to *training* questions become SFT data,
-#    measured before and after, against the same round on unselected samples.
+# 3. **one round of rejection-sampling fine-tuning**: best-of-16 answers to prompts that have no demonstration
+#    become SFT data — selected by an oracle, the proxy, the blind model, or not at all (the control) — measured
+#    before and after on questions the round never saw.
 #
 # The gold score is the rule judge (0–3: correct + complete + concise); the blind reward model never sees it.
 
@@ -38,6 +39,7 @@ import torch
 from course.alignment import fit_reward_model
 from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
+from course.notebook import progress
 from course.plotting import plot_curves, plt
 from course.tinyworld import preferences as tw_prefs
 from course.tinyworld import tasks
@@ -285,60 +287,82 @@ plt.show()
 # %% [markdown]
 # ## 4. One round of rejection-sampling fine-tuning
 #
-# Best-of-16 answers to a set of *training* questions (the count is printed) become SFT data; the policy trains on
-# them for about two epochs at a small learning rate (more, on so few answers, overfits them). Selection by the proxy, by the blind model, and a control: the same round on the first
-# (unselected) sample of each question, so that a gain can be credited to the selection rather than to the extra
-# steps. Measured on all held-out questions, greedy, by gold.
+# Best-of-16 answers become SFT data for prompts that have **no demonstration**: the other half of the held-out
+# questions (`heldout_examples[1::2]`; §3 used `[::2]`) — the setting rejection sampling is for, prompts you can
+# sample and score but never labelled. Four selectors: the gold judge itself (an oracle: the ceiling), the proxy
+# of §2, the blind model, and a control — the first, unselected sample — so that a gain can be credited to the
+# selection rather than to the extra steps. One round of SFT on each, then greedy gold on those prompts and on
+# §3's questions, which no round trains on.
 
-# %%
-ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = train_examples[::6][:96], 12, 1e-4
-t0 = time.perf_counter()
-r_samples, r_blind, _ = sample_and_score(policy, ROUND_QUESTIONS, N_MAX, seed=1)
-r_proxy = proxy_rewards(gold_matrix(ROUND_QUESTIONS, r_samples), seed=1)
+# %% nbgrader={"grade": false, "grade_id": "given_rs_round", "locked": true, "schema_version": 3, "solution": false, "task": false}
+ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = heldout_examples[1::2], 24, 3e-4
 
 
 def as_examples(responses):
     return [tasks.Example(e.instruction, "", r, e.category, e.key) for e, r in zip(ROUND_QUESTIONS, responses)]
 
 
-def kept(rm):
-    return as_examples([r_samples[p][i] for p, i in enumerate(best_of_n(rm, N_MAX).tolist())])
+def greedy_gold(model):
+    """Greedy gold on the round's prompts and on §3's questions (never trained on)."""
+    return {"round prompts": judge_scores(ROUND_QUESTIONS, answer(model, tokenizer, ROUND_QUESTIONS)).mean().item(),
+            "§3 questions": judge_scores(questions, answer(model, tokenizer, questions)).mean().item()}
 
 
-datasets_ = {"best-of-16 proxy": kept(r_proxy), "best-of-16 blind": kept(r_blind),
-             "first sample": as_examples([s[0] for s in r_samples])}
+def rejection_sampling_round(policy, seed=0):
+    """Best-of-16 by each selector (and the unselected first sample) -> one SFT round each.
+    -> ({arm: gold / exact match / share identical to greedy of its SFT data}, {"before" | arm: greedy_gold})."""
+    r_samples, r_blind, _ = sample_and_score(policy, ROUND_QUESTIONS, N_MAX, seed=seed + 1)
+    r_gold = gold_matrix(ROUND_QUESTIONS, r_samples)
+    keep = lambda rm: as_examples([r_samples[p][i] for p, i in enumerate(best_of_n(rm, N_MAX).tolist())])  # noqa: E731
+    data = {"oracle (gold)": keep(r_gold), "proxy": keep(proxy_rewards(r_gold, seed=seed + 1)), "blind": keep(r_blind),
+            "first sample": as_examples([s[0] for s in r_samples])}
+    greedy = answer(policy, tokenizer, ROUND_QUESTIONS)
+    data["(greedy, for scale)"] = as_examples(greedy)
+    stats = {k: {"gold": judge_scores(ROUND_QUESTIONS, [d.response for d in v]).mean().item(),
+                 "exact_match": tasks.exact_match(ROUND_QUESTIONS, [d.response for d in v]),
+                 "same_as_greedy": sum(d.response == g for d, g in zip(v, greedy)) / len(v)} for k, v in data.items()}
+    del data["(greedy, for scale)"]
+    results = {"before": greedy_gold(policy)}
+    for name, d in progress(list(data.items()), desc="rejection-sampling rounds"):
+        m, _ = train_sft(copy.deepcopy(policy), tokenizer, d, lora=None, max_steps=ROUND_STEPS, learning_rate=ROUND_LR,
+                         batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+        results[name] = greedy_gold(m)
+    return stats, results
 
 
-def heldout_report(model):
-    a = answer(model, tokenizer, heldout_examples)
-    return {"exact_match": tasks.exact_match(heldout_examples, a), "gold": judge_scores(heldout_examples, a).mean().item()}
-
-
-round_results = {"before": heldout_report(policy)}
-for name, data in datasets_.items():
-    print(f"{name:17} data ({len(data)} answers): gold {judge_scores(ROUND_QUESTIONS, [d.response for d in data]).mean():.3f}, "
-          f"exact {tasks.exact_match(ROUND_QUESTIONS, [d.response for d in data]):.3f}")
-    m, _ = train_sft(copy.deepcopy(policy), tokenizer, data, lora=None, max_steps=ROUND_STEPS, learning_rate=ROUND_LR,
-                     batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=0)
-    round_results["after " + name] = heldout_report(m)
-print(f"(round: {time.perf_counter() - t0:.1f} s)\n{'held-out (' + str(len(heldout_examples)) + '), greedy':24}{'exact':>8}{'gold':>8}")
+# %%
+t0 = time.perf_counter()
+round_stats, round_results = rejection_sampling_round(policy)
+print(f"(round: {time.perf_counter() - t0:.1f} s; {len(ROUND_QUESTIONS)} prompts, {ROUND_STEPS} steps at lr {ROUND_LR})")
+print(f"{'SFT data':20}{'gold':>7}{'exact':>7}{'= greedy':>10}")
+for name, st in round_stats.items():
+    print(f"{name:20}{st['gold']:>7.3f}{st['exact_match']:>7.3f}{st['same_as_greedy']:>10.0%}")
+print(f"\n{'greedy gold after':20}{'round prompts':>15}{'§3 questions':>14}{'change (§3)':>13}")
+base = round_results["before"]
 for k, r in round_results.items():
-    print(f"{k:24}{r['exact_match']:>8.3f}{r['gold']:>8.3f}")
-gain = {k: round_results["after " + k]["gold"] - round_results["before"]["gold"] for k in datasets_}
-print("gold change after the round: " + ", ".join(f"{k} {v:+.3f}" for k, v in gain.items()))
-print(f"selection by the proxy {'beat' if gain['best-of-16 proxy'] > gain['first sample'] else 'did not beat'} the "
-      f"unselected control; the blind selection {'beat' if gain['best-of-16 blind'] > gain['first sample'] else 'did not beat'} it")
+    print(f"{k:20}{r['round prompts']:>15.3f}{r['§3 questions']:>14.3f}{r['§3 questions'] - base['§3 questions']:>+13.3f}")
+gain = {k: r["§3 questions"] - base["§3 questions"] for k, r in round_results.items() if k != "before"}
+print("beat the unselected control on §3's questions: " +
+      ", ".join(f"{k} {'yes' if gain[k] > gain['first sample'] else 'no'}" for k in ("oracle (gold)", "proxy", "blind")))
 
 # %% [markdown]
-# **Reading it.** The data rows say what each selection hands to SFT; the held-out rows say what one round made of
-# it, and the last line whether the selection beat the extra steps alone. A round is only as good as its selector —
-# with the blind one it distils the blind spot into the weights — and it competes with greedy decoding, which
-# already beats a random sample (compare the greedy line of §3 with n = 1).
+# **Reading it.** SFT pulls the policy's greedy answer toward its data, so read each data row against the greedy
+# row: a round can only help where the selected answers beat what the policy already says greedily.
 #
+# - The **oracle**'s picks do, and its round raises greedy gold on its own prompts *and* on §3's questions, which it
+#   never trained on: the positive regime, best-of-n distilled into the weights.
+# - The **proxy**'s picks do not: at temperature 1 its best-of-16 is worse on average than greedy decoding (§3 shows
+#   the same), so its round cannot beat the greedy policy — it only loses less than the unselected control.
+# - The **blind** selection distils its blind spot, fluent wrong answers, and lowers gold the most.
+#
+# A round is only as good as its selector, measured against greedy decoding, not against a random sample.
+
+# %% [markdown]
 # **Interview answers this notebook backs with numbers**
 # - *What does best-of-n cost?* n generations and n reward-model passes per query, every time (table above);
 #   the gain in the reward model's score is guaranteed, the gain by an independent judge is not.
 # - *Rejection sampling vs RL?* One round of "sample, keep the best, fine-tune" (expert iteration, as in Llama 2's
 #   RLHF) moves the policy toward what the selection prefers with plain SFT machinery — toward the reward model's
-#   taste, blind spots included; compare each selected row with the control row to see what the *selection*
-#   contributed beyond more training steps.
+#   taste, blind spots included. It helps only when the kept answers beat the policy's greedy answers (§4: the
+#   oracle's round gains, the proxy's and the blind model's do not); compare each row with the control row to see
+#   what the *selection* contributed beyond more training steps.
