@@ -1,7 +1,7 @@
 """Scalar worked examples behind the bank's numeric questions whose formula is also a lesson's exercise.
 
 These functions answer lesson exercises (Day 1: a LoRA update's parameter count and its α/r or α/√r scaling;
-Day 2: Bradley-Terry and PPO's clipped objective; Day 3: DPO's loss, log odds, ORPO's odds-ratio term and IPO's loss), so
+Day 2: Bradley-Terry and PPO's clipped objective; Day 3: DPO's loss, log odds, ORPO's odds-ratio term and IPO's loss; Day 2 nb4: GRPO's group-relative advantage), so
 they live here, beside the bank and outside the importable ``course`` package: a student cannot
 ``import`` an answer. A question names one as ``compute: {fn: worked_examples.<name>, ...}``; the loader
 (``course.quiz.loader``) loads this file by its path. Everything else the bank computes lives in
@@ -81,3 +81,16 @@ def ipo_loss(tau: float, h: float) -> float:
 def ppo_clipped_objective(ratio: float, advantage: float, eps: float = 0.2) -> float:
     """min(ρA, clip(ρ, 1−ε, 1+ε)A) for one token (PPO maximizes it)."""
     return min(ratio * advantage, max(min(ratio, 1 + eps), 1 - eps) * advantage)
+
+
+# ---- GRPO (Day 2 nb4) -------------------------------------------------------------------------------------
+def grpo_advantage(rewards: list, index: int, scale: bool = True) -> float:
+    """GRPO's group-relative advantage of completion ``index`` as trl computes it: (r_i − mean) / (std + 1e-4)
+    with the Bessel-corrected std of the group (``scale_rewards="group"``), or r_i − mean without scaling."""
+    n = len(rewards)
+    mean = sum(rewards) / n
+    adv = rewards[index] - mean
+    if not scale:
+        return adv
+    std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (n - 1))
+    return adv / (std + 1e-4)

@@ -116,8 +116,8 @@ def test_competent_reward_model_knows_the_facts_the_trunk_model_misses(rm_world,
     ns["train_reward_model"](trunk, rows, ns["valid_rows"], steps=40, seed=seed)
     with torch.no_grad():
         trunk_acc = ns["accuracy_by_kind"](*trunk.eval()(**ns["pair_batch"](test)).chunk(2), test)
-    rm = ns["LikelihoodRewardModel"](ns["sft_model"](seed=seed))
-    rm.fit(rows)
+    rm = ns["LikelihoodRewardModel"](ns["sft_model"](seed=seed), ns["tokenizer"])
+    rm.fit(rows, loss_fn=ns["bradley_terry_loss"])
     prompts = [r["prompt"] for r in test]
     with torch.no_grad():
         acc = ns["accuracy_by_kind"](rm(prompts, [r["chosen"] for r in test]), rm(prompts, [r["rejected"] for r in test]), test)
@@ -163,62 +163,72 @@ def test_reference_clipped_surrogate_gradient_is_zero_exactly_where_clipped():
 
 # ---------------------------------------------------------------- notebook 2: the loop and the hack, seeds 0–2
 
-LOOP_CELLS = {"response_logprobs", "kl_estimate", "kl_penalised_rewards", "gae_advantages", "clipped_surrogate_loss",
-              "given_models", "given_rollout"}
+LOOP_CELLS = {"response_logprobs", "kl_estimate", "kl_penalised_rewards", "gae_advantages", "clipped_surrogate_loss"}
+_WORLDS: dict = {}
 
 
-@pytest.fixture(scope="module")
-def rlhf_world():
-    """The notebook's SFT policy, learned and flawed reward models (built once), and its rlhf() loop."""
+def rlhf_world(seed):
+    """Notebook 2's given cells (definitions only) around an SFT policy and competent reward model built with
+    ``seed``, cached per seed (one thread, tiny profile)."""
+    if seed in _WORLDS:
+        return _WORLDS[seed]
     from course.loading import load_base, load_preference_data, load_tokenizer
-    from course.notebook import quiet
-    from course.tinyworld.preferences import judge_score
+    from course.notebook import progress, quiet
+    from course.rlhf import LikelihoodRewardModel, sft_policy
+    from course.tinyworld.preferences import judge, off_topic_preferences
     from course.tinyworld.tasks import examples
-    from course.training import train_sft
 
     quiet()
     torch.set_num_threads(1)
-    torch.manual_seed(0)
     ns = solution_namespace(PPO_SRC, LOOP_CELLS, PRELUDE, profile="tiny", tokenizer=load_tokenizer("tiny"),
-                            load_base=load_base,
-                            load_preference_data=load_preference_data, examples=examples, train_sft=train_sft,
-                            judge_score=judge_score)
-    loop = cell_source(PPO_SRC, "given_rlhf_loop")
-    exec(loop.split("policy, log = rlhf(")[0], ns)                 # the loop and reward functions, not the run
-    exec(cell_source(PPO_SRC, "given_flawed_reward_model"), ns)
+                            load_base=load_base, load_preference_data=load_preference_data, examples=examples,
+                            judge=judge, off_topic_preferences=off_topic_preferences, progress=progress,
+                            LikelihoodRewardModel=LikelihoodRewardModel, sft_policy=sft_policy)
+    exec(cell_source(PPO_SRC, "given_models").split("sft = sft_policy(")[0], ns)
+    ns["sft"] = sft_policy("tiny", ns["tokenizer"], ns["task_examples"], steps=30, seed=seed)
+    ns["reward_model"] = LikelihoodRewardModel(ns["sft"], ns["tokenizer"])
+    ns["reward_model"].fit(ns["preference_rows"])
+    exec(cell_source(PPO_SRC, "given_rollout").split("torch.manual_seed(0)")[0], ns)
+    exec(cell_source(PPO_SRC, "given_evaluation"), ns)
+    exec(cell_source(PPO_SRC, "given_rlhf_loop").split("_, rm_reports = rlhf(")[0], ns)
+    exec(cell_source(PPO_SRC, "given_flawed_reward_model").split("row = load_preference_data()")[0], ns)
+    _WORLDS[seed] = ns
     return ns
 
 
-def mean(xs):
-    return sum(xs) / len(xs)
+@pytest.mark.slow
+@pytest.mark.xdist_group("day2_rlhf")
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ppo_under_the_competent_reward_model_raises_the_heldout_judge(seed):
+    """Notebook 2 §6 on each seed: PPO on notebook 1's competent reward model raises the rule judge's score on the
+    fixed held-out set (the policy never sees the judge), while its reward-model score rises and it moves off the
+    reference."""
+    ns = rlhf_world(seed)
+    _, reports = ns["rlhf"](ns["sft"], ns["learned_reward"], seed=seed, eval_every=8)
+    (_, first), (_, last) = reports[0], reports[-1]
+    assert last["judge"] > first["judge"] + 0.05, f"seed {seed}: held-out judge {first['judge']:.3f} -> {last['judge']:.3f}"
+    assert last["score"] > first["score"] + 0.3, f"seed {seed}: RM score {first['score']:.3f} -> {last['score']:.3f}"
+    assert last["kl"] > 0.3, f"seed {seed}: KL {last['kl']:.3f}"
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("day2_rlhf")
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rlhf_loop_raises_the_learned_reward(rlhf_world, seed):
-    ns = rlhf_world
-    _, log = ns["rlhf"](ns["sft"], ns["learned_reward"], ns["prompts"], beta=0.05, updates=30, seed=seed)
-    first, last = mean(log["score"][:5]), mean(log["score"][-5:])
-    assert last > first + 0.25, f"seed {seed}: reward-model score {first:.3f} -> {last:.3f}"
-    assert mean(log["kl"][-5:]) > mean(log["kl"][:5]), "the policy moved away from the reference"
-
-
-@pytest.mark.slow
-@pytest.mark.xdist_group("day2_rlhf")
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_reward_hacking_and_the_kl_leash(rlhf_world, seed):
-    ns = rlhf_world
-    runs = {b: ns["rlhf"](ns["sft"], ns["flawed_reward"], ns["prompts"], beta=b, updates=20, max_new_tokens=12,
-                          seed=seed, judge=ns["true_judge"])[1] for b in (0.0, 0.5)}
-    free, leashed = runs[0.0], runs[0.5]
-    # the hack: the flawed reward rises, responses get longer, the judge's score falls
-    assert mean(free["score"][-3:]) > mean(free["score"][:3]) + 1.0, f"seed {seed}: {free['score']}"
-    assert mean(free["length"][-3:]) > mean(free["length"][:3]) + 0.5, f"seed {seed}: {free['length']}"
-    assert mean(free["judge"][-3:]) < mean(free["judge"][:3]) - 0.1, f"seed {seed}: {free['judge']}"
-    # the leash: less KL, less of the flawed reward
-    assert mean(leashed["kl"][-3:]) < mean(free["kl"][-3:]), f"seed {seed}: {leashed['kl']} vs {free['kl']}"
-    assert mean(leashed["score"][-3:]) < mean(free["score"][-3:]), f"seed {seed}"
+def test_reward_hacking_lowers_the_judge_through_length_and_beta_leashes_it(seed):
+    """Notebook 2 §7 on each seed: under the length-biased reward model with a weak leash the biased reward and the
+    response length rise and the held-out judge falls; the strong leash keeps the KL smaller and loses less judge."""
+    ns = rlhf_world(seed)
+    runs = {b: ns["rlhf"](ns["sft"], ns["flawed_reward"], beta=b, max_new_tokens=12, seed=seed, eval_every=8,
+                          eval_reward=ns["biased_reward_model"])[1] for b in (0.01, 0.3)}
+    (_, f0), (_, f1) = runs[0.01][0], runs[0.01][-1]
+    (_, l0), (_, l1) = runs[0.3][0], runs[0.3][-1]
+    assert f1["score"] > f0["score"], f"seed {seed}: biased reward {f0['score']:.3f} -> {f1['score']:.3f}"
+    assert f1["tokens"] > f0["tokens"] + 0.5, f"seed {seed}: tokens {f0['tokens']:.2f} -> {f1['tokens']:.2f}"
+    assert f1["judge"] < f0["judge"] - 0.1, f"seed {seed}: judge {f0['judge']:.3f} -> {f1['judge']:.3f}"
+    assert l1["kl"] < f1["kl"], f"seed {seed}: KL β=0.3 {l1['kl']:.2f} vs β=0.01 {f1['kl']:.2f}"
+    assert l0["judge"] - l1["judge"] < f0["judge"] - f1["judge"], \
+        f"seed {seed}: judge drop β=0.3 {l0['judge'] - l1['judge']:.3f} vs β=0.01 {f0['judge'] - f1['judge']:.3f}"
+    assert l1["tokens"] < f1["tokens"], f"seed {seed}: tokens β=0.3 {l1['tokens']:.2f} vs β=0.01 {f1['tokens']:.2f}"
 
 
 # ---------------------------------------------------------------- notebook 3: the cost counts

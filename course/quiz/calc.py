@@ -154,18 +154,6 @@ def decode_tokens_per_s_bound(model: str, hbm_tb_s: float, weight_dtype: str = "
 
 
 # ---- RL from verifiable rewards ---------------------------------------------------------------------------
-def grpo_advantage(rewards: list, index: int, scale: bool = True) -> float:
-    """GRPO's group-relative advantage of completion ``index`` as trl computes it: (r_i − mean) / (std + 1e-4)
-    with the Bessel-corrected std of the group (``scale_rewards="group"``), or r_i − mean without scaling."""
-    n = len(rewards)
-    mean = sum(rewards) / n
-    adv = rewards[index] - mean
-    if not scale:
-        return adv
-    std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / (n - 1))
-    return adv / (std + 1e-4)
-
-
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 − C(n−c, k)/C(n, k)."""
     if n - c < k:

@@ -47,7 +47,7 @@ ALLOWED_COMPUTE: frozenset[str] = frozenset({
     "course.quiz.calc.prefix_tuning_params", "course.quiz.calc.dare_rescale", "course.quiz.calc.kv_cache_bytes",
     "course.quiz.calc.adapter_bytes", "course.quiz.calc.adapters_that_fit", "course.quiz.calc.kv_tokens_that_fit",
     "course.quiz.calc.serving_budget_bytes", "course.quiz.calc.training_flops", "course.quiz.calc.gpu_hours",
-    "course.quiz.calc.cost_usd", "course.quiz.calc.decode_tokens_per_s_bound", "course.quiz.calc.grpo_advantage",
+    "course.quiz.calc.cost_usd", "course.quiz.calc.decode_tokens_per_s_bound",
     "course.quiz.calc.pass_at_k", "course.quiz.calc.simpo_margin",
     "course.quiz.calc.neg_log_sigmoid", "course.quiz.calc.kto_desirable_loss", "course.quiz.calc.rope_scale_factor",
     "course.quiz.calc.ntk_rope_base", "course.quiz.calc.rope_wavelength", "course.quiz.calc.padding_fraction",
@@ -57,7 +57,7 @@ ALLOWED_COMPUTE: frozenset[str] = frozenset({
     "worked_examples.lora_scaling", "worked_examples.lora_extra_flops_fraction", "worked_examples.sigmoid",
     "worked_examples.bradley_terry_prob", "worked_examples.bradley_terry_loss", "worked_examples.dpo_loss",
     "worked_examples.log_odds", "worked_examples.orpo_ratio_loss", "worked_examples.ppo_clipped_objective",
-    "worked_examples.ipo_loss",
+    "worked_examples.ipo_loss", "worked_examples.grpo_advantage",
 })
 PICK_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*)*")
 

@@ -30,8 +30,6 @@ from course.notebook import setup
 profile = setup(PROFILE)
 
 # %%
-import contextlib
-import io
 import math
 from collections import Counter
 
@@ -46,7 +44,6 @@ from course.loading import load_base, load_preference_data, load_tokenizer
 from course.plotting import plot_curves, plt
 from course.tinyworld.preferences import judge_score, off_topic_preferences
 from course.tinyworld.tasks import examples
-from course.training import train_sft
 
 torch.manual_seed(0)
 tokenizer = load_tokenizer(profile)
@@ -111,6 +108,9 @@ for _K in range(2, 10):
     assert all(a < b for a, b in _pairs), "the better-ranked response (earlier in the list) is the chosen one"
 ### BEGIN HIDDEN TESTS
 assert len(set(pairs_from_ranking(list(range(6))))) == 15, "no duplicates"
+assert pairs_from_ranking([]) == [], "an empty ranking gives no pair"
+assert pairs_from_ranking(["same", "same", "other"]) == [("same", "same"), ("same", "other"), ("same", "other")], \
+    "pairs are by position: two responses with the same text are still two ranked responses"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -283,6 +283,10 @@ assert abs(_loss.item() - (math.log(2) + math.log(1 + math.exp(-4.0))) / 2) < 1e
 _batch = {"input_ids": torch.tensor([[4], [4], [4], [4]]), "attention_mask": torch.ones(4, 1, dtype=torch.long)}
 _loss, _acc = reward_batch_loss(_SumModel(), _batch)
 assert _acc == 0.0 and abs(_loss.item() - math.log(2)) < 1e-6, "all ties: accuracy 0, loss log 2"
+_batch = {"input_ids": torch.tensor([[9], [1]]), "attention_mask": torch.ones(2, 1, dtype=torch.long)}
+_loss, _acc = reward_batch_loss(_SumModel(), _batch)
+assert type(_acc) is float and _acc == 1.0 and abs(_loss.item() - math.log(1 + math.exp(-8.0))) < 1e-6, \
+    "a batch of one pair: accuracy 1.0 (a float), loss −log σ(8)"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -366,46 +370,26 @@ print(f"{len(test_rows)} held-out test pairs:", "  ".join(f"{k} {v:.1%}" for k, 
 # y_{<t})$, orders the pairs below. Alone it has a blind spot: a response likely under *any* prompt scores high for
 # every prompt. Pointwise mutual information, $\bar\ell(y\mid x) - \bar\ell(y\mid \varnothing)$ (the same response after an
 # empty prompt), measures how much the response depends on *this* question.
-# Given: the SFT model (notebook 2's starting policy: a full fine-tune on the tiny-world tasks), its mean
-# log-probability of a response, and how well each signal alone orders the held-out test pairs.
+# Given (in `course/rlhf.py`, shared with notebook 2): the SFT model (notebook 2's starting policy: a full fine-tune on
+# the tiny-world tasks) and its mean log-probability of a response; below, how well each signal alone orders the
+# held-out test pairs.
 
 # %% nbgrader={"grade": false, "grade_id": "given_sft_likelihood", "locked": true, "schema_version": 3, "solution": false, "task": false}
+from course.rlhf import LikelihoodRewardModel, mean_logprob, sft_policy
+
+
 def sft_model(steps=SFT_STEPS, seed=0):
-    """A full fine-tune with trl's SFTTrainer, returned as a fresh frozen model (trl patches forward in place)."""
-    with contextlib.redirect_stdout(io.StringIO()):          # trl prints one log line per step
-        trained, _ = train_sft(load_base(profile), tokenizer, examples("train"), lora=None, max_steps=steps,
-                               learning_rate=2e-3, seed=seed)
-    model = load_base(profile)
-    model.load_state_dict(trained.state_dict())
-    return model.eval().requires_grad_(False)
+    """The SFT model: a full fine-tune with trl's SFTTrainer on the tiny-world tasks, frozen."""
+    return sft_policy(profile, tokenizer, examples("train"), steps=steps, seed=seed)
 
 
 def prompts_of(rows):
     return [r["prompt"] for r in rows]
 
 
-@torch.no_grad()
-def mean_logprob(lm, prompts, responses):
-    """(N,) mean over the response tokens (the assistant turn, its end token included) of log π(y_t | x, y_<t)."""
-    seqs, starts = [], []
-    for p, r in zip(prompts, responses):
-        user = [{"role": "user", "content": p}]
-        starts.append(len(tokenizer.apply_chat_template(user, tokenize=True, add_generation_prompt=True,
-                                                        return_dict=True)["input_ids"]))
-        seqs.append(chat_ids(p, r))
-    T = max(len(s) for s in seqs)
-    ids = torch.tensor([s + [tokenizer.pad_token_id] * (T - len(s)) for s in seqs])          # (N, T)
-    lens, starts = torch.tensor([len(s) for s in seqs]), torch.tensor(starts)
-    pos = torch.arange(T)
-    logits = lm(input_ids=ids, attention_mask=(pos < lens[:, None]).long()).logits         # (N, T, V)
-    token_logp = logits[:, :-1].log_softmax(-1).gather(2, ids[:, 1:, None]).squeeze(-1)      # (N, T-1): scores t+1
-    in_response = ((pos[1:] >= starts[:, None]) & (pos[1:] < lens[:, None])).float()
-    return (token_logp * in_response).sum(-1) / in_response.sum(-1)
-
-
 sft = sft_model()
-lp = {side: mean_logprob(sft, prompts_of(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
-lp_empty = {side: mean_logprob(sft, [""] * len(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
+lp = {side: mean_logprob(sft, tokenizer, prompts_of(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
+lp_empty = {side: mean_logprob(sft, tokenizer, [""] * len(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
 signals = {"trunk reward model (§3)": trunk_acc,
            "mean log-prob ℓ̄(y|x)": accuracy_by_kind(lp["chosen"], lp["rejected"], test_rows),
            "PMI ℓ̄(y|x) − ℓ̄(y|∅)": accuracy_by_kind(lp["chosen"] - lp_empty["chosen"],
@@ -417,42 +401,14 @@ for name, accs in signals.items():
 # %% [markdown]
 # The competent reward model reads both numbers: $r(x, y) = w_1\,\bar\ell(y\mid x) + w_2\,\big(\bar\ell(y\mid x) -
 # \bar\ell(y\mid\varnothing)\big) + b$ on the frozen SFT model, with $(w_1, w_2, b)$ fitted by **your** Bradley–Terry loss
-# on the training pairs. Two features, so it cannot overfit; it is judged on the same held-out test pairs.
+# on the training pairs. Two features, so it cannot overfit; it is judged on the same held-out test pairs. The class
+is `course.rlhf.LikelihoodRewardModel`, so notebook 2 can rebuild the same model.
 
 # %% nbgrader={"grade": false, "grade_id": "given_likelihood_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
-class LikelihoodRewardModel(nn.Module):
-    """r(x, y) = head(ℓ̄(y|x), ℓ̄(y|x) − ℓ̄(y|∅)) on a frozen LM; only the 3 head parameters are trained."""
-
-    def __init__(self, lm):
-        super().__init__()
-        self.lm = lm
-        self.head = nn.Linear(2, 1)
-        nn.init.zeros_(self.head.weight), nn.init.zeros_(self.head.bias)
-
-    def features(self, prompts, responses):
-        """(N, 2): mean log-prob after the prompt, and its excess over the same response after an empty prompt."""
-        cond = mean_logprob(self.lm, prompts, responses)
-        return torch.stack([cond, cond - mean_logprob(self.lm, [""] * len(prompts), responses)], -1)
-
-    def forward(self, prompts, responses):
-        """N prompts and responses -> rewards (N,)."""
-        return self.head(self.features(prompts, responses)).squeeze(-1)
-
-    def fit(self, rows, steps=200, lr=0.05):
-        """Full-batch Adam on the head with the Bradley–Terry loss; returns the final loss."""
-        f_chosen = self.features(prompts_of(rows), [r["chosen"] for r in rows])
-        f_rejected = self.features(prompts_of(rows), [r["rejected"] for r in rows])
-        optimizer = torch.optim.Adam(self.head.parameters(), lr=lr)
-        for _ in range(steps):
-            loss = bradley_terry_loss(self.head(f_chosen).squeeze(-1), self.head(f_rejected).squeeze(-1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return loss.item()
-
-
-competent_rm = LikelihoodRewardModel(sft)
-print(f"final Bradley–Terry loss {competent_rm.fit(train_rows):.3f};  head w = "
+# course.rlhf.LikelihoodRewardModel: features(prompts, responses) -> (N, 2) = (ℓ̄(y|x), ℓ̄(y|x) − ℓ̄(y|∅));
+# forward = a Linear(2, 1) head on them; fit(rows, loss_fn) trains only the head, full batch, with loss_fn
+competent_rm = LikelihoodRewardModel(sft, tokenizer)
+print(f"final Bradley–Terry loss {competent_rm.fit(train_rows, loss_fn=bradley_terry_loss):.3f};  head w = "
       f"{competent_rm.head.weight.detach().numpy().round(2)}, b = {competent_rm.head.bias.item():.2f}")
 with torch.no_grad():
     competent_acc = accuracy_by_kind(competent_rm(prompts_of(test_rows), [r["chosen"] for r in test_rows]),

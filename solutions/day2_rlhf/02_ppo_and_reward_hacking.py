@@ -20,8 +20,10 @@
 # 3. the KL-penalised reward (the reward model's score lands on the last token);
 # 4. advantages with GAE(γ, λ) against a value head;
 # 5. the clipped surrogate objective;
-# 6. a toy RLHF loop: an SFT'd tiny policy, the learned reward model, a few dozen PPO updates;
-# 7. reward hacking: a reward model with a length bias, a policy that exploits it, and β as the leash.
+# 6. an RLHF loop on the tiny policy with notebook 1's competent reward model, beside the same loop on the rule
+#    judge itself (an oracle, verifiable reward), both scored on a fixed held-out set;
+# 7. reward hacking: a reward model with a length bias, a policy that exploits it, and β as the leash;
+# 8. the judge and the reward-model score against KL: Gao et al.'s over-optimisation curve.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -32,8 +34,6 @@ from course.notebook import setup
 profile = setup(PROFILE)
 
 # %%
-import contextlib
-import io
 import math
 
 import torch
@@ -41,10 +41,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from course.loading import load_base, load_preference_data, load_tokenizer
+from course.notebook import progress
 from course.plotting import plot_curves, plt
-from course.tinyworld.preferences import judge_score
+from course.rlhf import LikelihoodRewardModel, sft_policy
+from course.tinyworld.preferences import judge, off_topic_preferences
 from course.tinyworld.tasks import examples
-from course.training import train_sft
 
 tokenizer = load_tokenizer(profile)
 
@@ -83,6 +84,14 @@ _expected = -F.cross_entropy(_logits[:, 5:8].reshape(-1, 11), _resp.reshape(-1),
 assert torch.allclose(_full, _expected, atol=1e-5), "log-softmax over the vocabulary, gathered at the response tokens"
 assert torch.allclose(response_logprobs(_logits[:, -4:], _resp), _full, atol=1e-6), \
     "the same result from only the last R+1 positions (what logits_to_keep=R+1 returns)"
+### BEGIN HIDDEN TESTS
+_big = torch.tensor([[[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0], [0.0, 0.0, 0.0]]])
+_lp = response_logprobs(_big, torch.tensor([[1, 0]]))
+assert torch.isfinite(_lp).all() and torch.allclose(_lp, torch.tensor([[-1000.0, -1000.0]]), atol=1e-3), \
+    f"logits ±1000: log-probs −1000, finite (log_softmax, not log(softmax)); got {_lp.tolist()}"
+_lp = response_logprobs(torch.log(torch.tensor([[[0.25, 0.75], [0.5, 0.5]]])), torch.tensor([[1]]))
+assert _lp.shape == (1, 1) and abs(_lp.item() - math.log(0.75)) < 1e-6, "batch 1, one response token: shape (1, 1)"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. The KL to the frozen reference, per token
@@ -121,6 +130,11 @@ assert torch.allclose(_k3, torch.tensor([[0.5 - 1 + math.log(2), 2 - 1 - math.lo
     "k3 = (π_ref/π − 1) − log(π_ref/π): (0.5 − 1 + log 2, 2 − 1 − log 2)"
 ### BEGIN HIDDEN TESTS
 assert torch.equal(kl_estimate(_logp, _logp, torch.ones(1, 3), "k3"), torch.zeros(1, 3)), "zero when π = π_ref"
+assert torch.allclose(kl_estimate(_logp, _ref, _mask), _k1), "the default kind is k1"
+_tiny = kl_estimate(torch.tensor([[-200.0, -90.0]]), torch.tensor([[-201.0, -90.0]]), torch.ones(1, 2), "k3")
+assert torch.isfinite(_tiny).all() and torch.allclose(_tiny, torch.tensor([[math.exp(-1.0), 0.0]]), atol=1e-5), \
+    f"probabilities near 0 (log π = −200): k3 from the log-ratio stays finite; got {_tiny.tolist()}"
+assert torch.equal(kl_estimate(_logp, _ref, torch.zeros(1, 3), "k3"), torch.zeros(1, 3)), "all padding: all zero"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "kl_estimate__unbiased", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -168,6 +182,15 @@ _r = kl_penalised_rewards(_scores, _kl, _mask, 0.2)
 assert torch.allclose(_r.sum(-1), _scores - 0.2 * (_kl * _mask).sum(-1), atol=1e-6), \
     "summed over a response: score − β·(summed KL over its real tokens)"
 assert torch.equal(_r * (1 - _mask), torch.zeros(5, 6)), "padding positions get no reward"
+### BEGIN HIDDEN TESTS
+_kl_before = _kl.clone()
+assert torch.equal(kl_penalised_rewards(_scores, _kl, _mask, 0.0).sum(-1), _scores), "β = 0: only the score"
+_r1 = kl_penalised_rewards(_scores, _kl, _mask, 1.0)
+assert torch.allclose(_r1.sum(-1), _scores - (_kl * _mask).sum(-1), atol=1e-6), "β = 1"
+assert torch.equal(_kl, _kl_before), "the kl tensor passed in is not modified"
+_r = kl_penalised_rewards(torch.tensor([5.0]), torch.tensor([[0.5]]), torch.ones(1, 1), 0.5)
+assert torch.allclose(_r, torch.tensor([[4.75]])), "batch 1, one token: score − β·KL on that token"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. Advantages with GAE(γ, λ)
@@ -250,6 +273,14 @@ assert torch.allclose(_ret2, _ret), "returns come from the raw advantages, norma
 _mean = (_raw * _m).sum() / _n
 _std = ((((_raw - _mean) * _m) ** 2).sum() / _n).sqrt()
 assert torch.allclose(_adv, (_raw - _mean) / _std * _m, atol=1e-4), "whiten with the masked mean and std"
+_adv, _ = gae_advantages(torch.zeros(2, 3), torch.zeros(2, 3), torch.ones(2, 3), 1.0, 0.95, normalise=True)
+assert torch.isfinite(_adv).all() and torch.equal(_adv, torch.zeros(2, 3)), \
+    "all advantages equal (variance 0): whitening gives zeros, not NaN (the eps)"
+_adv, _ = gae_advantages(torch.tensor([[3.0, 0.0, 0.0]]), torch.zeros(1, 3), torch.tensor([[1.0, 0.0, 0.0]]),
+                         1.0, 0.95, normalise=True)
+assert torch.isfinite(_adv).all() and torch.equal(_adv, torch.zeros(1, 3)), "one real token in the batch: zero, finite"
+_adv, _ret = gae_advantages(torch.tensor([[2.0]]), torch.tensor([[0.5]]), torch.ones(1, 1), 0.9, 0.5, normalise=False)
+assert torch.allclose(_adv, torch.tensor([[1.5]])) and torch.allclose(_ret, torch.tensor([[2.0]])), "R = 1"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -305,17 +336,24 @@ _loss.backward()
 assert (_lp.grad != 0).all()
 _loss = clipped_surrogate_loss(torch.log(torch.tensor([[1.5]])), torch.zeros(1, 1), torch.tensor([[1.0]]), torch.ones(1, 1), 0.1)
 assert abs(_loss.item() + 1.1) < 1e-6, "clip_eps is a parameter"
+_lp = torch.tensor([[-200.0, -150.0]], requires_grad=True)
+_loss = clipped_surrogate_loss(_lp, torch.tensor([[-200.0, -150.0]]), torch.tensor([[1.0, 3.0]]), torch.ones(1, 2))
+assert torch.isfinite(_loss) and abs(_loss.item() + 2.0) < 1e-5, \
+    f"log-probs near −200 (π ≈ 0): the ratio from exp(logp − old_logp) is 1, loss −mean(A) = −2; got {_loss.item()}"
+_loss.backward()
+assert torch.isfinite(_lp.grad).all(), "finite gradients at tiny probabilities"
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 6. A toy RLHF loop
+# ## 6. An RLHF loop
 # The pieces, assembled. Given code below:
-# - **the SFT policy** — 30 steps of `course.training.train_sft` (full fine-tune) on the tiny-world tasks; the frozen
+# - **the SFT policy** — 30 steps of `train_sft` (full fine-tune) on the tiny-world tasks; the frozen
 #   **reference** is a copy of it;
-# - **the reward model** of notebook 1 (trunk + score head, Bradley–Terry), retrained here in a few seconds;
+# - **the reward model** — notebook 1's competent one (`course.rlhf.LikelihoodRewardModel`: the SFT model's mean
+#   log-prob and PMI, a head fitted with Bradley–Terry on the preference pairs plus the off-topic ones);
 # - **the value head** — a linear layer on the policy's last hidden state (sharing the policy's trunk, as trl's old
 #   `AutoModelForCausalLMWithValueHead` did), initialised at 0;
-# - a **rollout**: 32 prompts, up to 8 sampled tokens (temperature 1), stopping at `<|im_end|>`.
+# - a **rollout**: prompts in, up to 8 sampled tokens (temperature 1), stopping at `<|im_end|>`.
 
 # %% nbgrader={"grade": false, "grade_id": "given_models", "locked": true, "schema_version": 3, "solution": false, "task": false}
 IM_END = tokenizer.convert_tokens_to_ids("<|im_end|>")
@@ -343,62 +381,20 @@ def pad_batch(seqs, left=False):
     return input_ids, attention_mask
 
 
-class RewardModel(nn.Module):
-    """Notebook 1's reward model: LM trunk + linear score head at the last non-pad token."""
-
-    def __init__(self, causal_lm):
-        super().__init__()
-        self.backbone = causal_lm.model
-        self.score = nn.Linear(causal_lm.config.hidden_size, 1, bias=False)
-        nn.init.normal_(self.score.weight, std=1 / math.sqrt(causal_lm.config.hidden_size + 1))
-
-    def forward(self, input_ids, attention_mask):
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        last = ((input_ids != PAD).long() * torch.arange(input_ids.shape[1])).argmax(-1)
-        return self.score(hidden[torch.arange(hidden.shape[0]), last]).squeeze(-1)
-
-    @torch.no_grad()
-    def score_texts(self, prompts, responses):
-        """Rewards (B,) of responses rendered as assistant turns after their prompts."""
-        return self(*pad_batch([chat_ids(p, r) for p, r in zip(prompts, responses)]))
-
-
-def train_reward_model(pairs, steps=30, batch_size=16, lr=2e-3, seed=0):
-    """A reward model trained with the Bradley–Terry loss on (prompt, chosen, rejected) dicts."""
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = RewardModel(load_base(profile))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    for _ in range(steps):
-        rows = [pairs[i] for i in torch.randint(len(pairs), (batch_size,), generator=g).tolist()]
-        seqs = [chat_ids(r["prompt"], r["chosen"]) for r in rows] + [chat_ids(r["prompt"], r["rejected"]) for r in rows]
-        chosen, rejected = model(*pad_batch(seqs)).chunk(2)
-        loss = -F.logsigmoid(chosen - rejected).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval().requires_grad_(False)
-
-
-def sft_policy(steps=30, seed=0):
-    """The SFT starting point: a full fine-tune with trl's SFTTrainer, returned as a fresh model."""
-    with contextlib.redirect_stdout(io.StringIO()):          # trl prints one log line per step
-        trained, _ = train_sft(load_base(profile), tokenizer, examples("train"), lora=None, max_steps=steps,
-                               learning_rate=2e-3, seed=seed)
-    model = load_base(profile)                     # a fresh module: trl patches the trained one's forward in place
-    model.load_state_dict(trained.state_dict())
-    return model
-
-
 def frozen_copy(model):
     ref = load_base(profile)
     ref.load_state_dict(model.state_dict())
     return ref.eval().requires_grad_(False)
 
 
-sft = sft_policy()
-reward_model = train_reward_model(list(load_preference_data()["train"]))
-print("SFT policy and reward model ready;", sum(p.numel() for p in sft.parameters()), "parameters each")
+task_examples = examples("train")
+prompts = [e.instruction for e in task_examples]
+preference_rows = list(load_preference_data()["train"]) + [p.as_dict() for p in off_topic_preferences("train")]
+sft = sft_policy(profile, tokenizer, task_examples, steps=30)
+reward_model = LikelihoodRewardModel(sft, tokenizer)
+reward_model.fit(preference_rows)
+print(f"SFT policy: {sum(p.numel() for p in sft.parameters())} parameters; reward model head "
+      f"w = {reward_model.head.weight.numpy().round(2)}, b = {reward_model.head.bias.item():.2f}")
 
 # %% nbgrader={"grade": false, "grade_id": "given_rollout", "locked": true, "schema_version": 3, "solution": false, "task": false}
 @torch.no_grad()
@@ -434,24 +430,62 @@ def forward_logprobs(model, batch, value_head=None):
 
 
 torch.manual_seed(0)
-demo_prompts = [e.instruction for e in examples("train")[::50][:4]]
+demo_prompts = prompts[::50][:4]
 demo = rollout(sft, demo_prompts)
 for p, t in zip(demo_prompts, demo["texts"]):
     print(f"{p!r:50} -> {t!r}")
 print("response mask:\n", demo["mask"])
 
 # %% [markdown]
-# The loop. Each **update**: roll out a batch with the current policy; score it with the reward model; compute the
-# old log-probs, the reference log-probs and the values (no gradient); per-token rewards with the KL penalty; GAE
-# advantages and returns; then **2 PPO epochs** over the batch: the clipped surrogate loss plus a value loss
-# $\tfrac12(V_t - R_t)^2$ weighted 0.1. Logged per update: the mean reward-model score, the mean summed KL (k1) of a
-# response, and the rule judge's mean score (0–3: correct, complete, concise) — a measure the policy never sees.
+# **What we measure, and on what.** The policy is scored on a **fixed held-out set**: the 219 tiny-world questions
+# of the held-out split (items the SFT data never asked about), one response each, sampled at temperature 1 with the
+# same seed every time. The rule judge gives each response three marks — *correct* (the right fact for *this*
+# question), *complete* (a well-formed answer sentence), *concise* (one sentence) — logged separately and summed
+# (0–3). Beside them: the reward model's mean score and the KL to the reference (summed over a response, nats).
+# In-batch numbers would mix the policy's progress with which prompts happened to be drawn.
+
+# %% nbgrader={"grade": false, "grade_id": "given_evaluation", "locked": true, "schema_version": 3, "solution": false, "task": false}
+eval_examples = examples("heldout")
+eval_prompts = [e.instruction for e in eval_examples]
+
+
+def n_tokens(texts):
+    """(N,) float: how many tokens each response has (without the end token)."""
+    return torch.tensor([float(len(tokenizer(t, add_special_tokens=False)["input_ids"])) for t in texts])
+
+
+@torch.no_grad()
+def evaluate(policy, ref, reward_fn, max_new_tokens=8, seed=1234):
+    """The held-out report: judge parts, judge (0–3), reward-model score, KL to `ref`, tokens; and the texts."""
+    with torch.random.fork_rng():                   # the same samples' randomness every time; training RNG untouched
+        torch.manual_seed(seed)
+        batch = rollout(policy, eval_prompts, max_new_tokens)
+    logp, _ = forward_logprobs(policy, batch)
+    ref_logp, _ = forward_logprobs(ref, batch)
+    marks = [judge(e.category, e.key, t) for e, t in zip(eval_examples, batch["texts"])]
+    out = {k: sum(m[k] for m in marks) / len(marks) for k in ("correct", "complete", "concise")}
+    out["judge"] = out["correct"] + out["complete"] + out["concise"]
+    out["score"] = reward_fn(eval_prompts, batch["texts"]).mean().item()
+    out["kl"] = ((logp - ref_logp) * batch["mask"]).sum(-1).mean().item()
+    out["tokens"] = n_tokens(batch["texts"]).mean().item()
+    out["texts"] = batch["texts"]
+    return out
+
+# %% [markdown]
+# The loop. Each **update**: draw 24 prompts and sample **4 responses to each** with the current policy; score them;
+# subtract from each score the mean score of the *other* three responses to the same prompt (a leave-one-out
+# baseline, as in RLOO: the question's difficulty cancels, only "better or worse than my siblings" remains); compute
+# the old log-probs, the reference log-probs and the values (no gradient); per-token rewards with the KL penalty;
+# GAE advantages and returns; then **2 PPO epochs** over the 96 responses in minibatches of 48: the clipped
+# surrogate loss plus a value loss $\tfrac12(V_t - R_t)^2$ weighted 0.1. The held-out report is taken every 2
+# updates.
 
 # %% nbgrader={"grade": false, "grade_id": "given_rlhf_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def rlhf(sft_model, reward_fn, prompts, *, beta=0.05, updates=30, batch_size=32, max_new_tokens=8, lr=1e-4,
-         ppo_epochs=2, clip_eps=0.2, gamma=1.0, lam=0.95, vf_coef=0.1, seed=0, judge=None):
+def rlhf(sft_model, reward_fn, *, beta=0.05, updates=8, prompts_per_update=24, samples_per_prompt=4,
+         max_new_tokens=8, lr=4e-4, ppo_epochs=2, minibatch=48, clip_eps=0.2, gamma=1.0, lam=0.95, vf_coef=0.1,
+         seed=0, eval_every=2, eval_reward=None, desc="PPO"):
     """PPO with a KL penalty from `sft_model`. reward_fn(prompt_indices, texts) -> (B,) scores.
-    Returns the trained policy and a log: per update, score, kl, judge (if given), length, samples."""
+    Returns the trained policy and the held-out reports [(update, report)] (report scored by `eval_reward`)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     policy, ref = frozen_copy(sft_model).requires_grad_(True).train(), frozen_copy(sft_model)
@@ -459,141 +493,176 @@ def rlhf(sft_model, reward_fn, prompts, *, beta=0.05, updates=30, batch_size=32,
     nn.init.zeros_(value_head.weight), nn.init.zeros_(value_head.bias)
     optimizer = torch.optim.Adam([{"params": policy.parameters(), "lr": lr},
                                   {"params": value_head.parameters(), "lr": 10 * lr}])
-    log = {"score": [], "kl": [], "judge": [], "length": [], "samples": []}
-    for _ in range(updates):
-        idx = torch.randint(len(prompts), (batch_size,), generator=g).tolist()
+    eval_reward = eval_reward or reward_model
+    reports = [(0, evaluate(policy, ref, eval_reward, max_new_tokens))]
+    G = samples_per_prompt
+    for update in progress(range(1, updates + 1), desc=desc):
+        idx = [i for i in torch.randint(len(prompts), (prompts_per_update,), generator=g).tolist() for _ in range(G)]
         batch = rollout(policy, [prompts[i] for i in idx], max_new_tokens)
         mask = batch["mask"]
         with torch.no_grad():
             old_logp, values = forward_logprobs(policy, batch, value_head)
             ref_logp, _ = forward_logprobs(ref, batch)
-            scores = reward_fn(idx, batch["texts"])
+            scores = reward_fn(idx, batch["texts"]).view(-1, G)                    # (prompts, G)
+            scores = (scores - (scores.sum(1, keepdim=True) - scores) / (G - 1)).view(-1)   # leave-one-out
             kl = kl_estimate(old_logp, ref_logp, mask, "k1")
             rewards = kl_penalised_rewards(scores, kl, mask, beta)
             advantages, returns = gae_advantages(rewards, values, mask, gamma, lam, normalise=True)
         for _ in range(ppo_epochs):
-            logp, v = forward_logprobs(policy, batch, value_head)
-            pg_loss = clipped_surrogate_loss(logp, old_logp, advantages, mask, clip_eps)
-            vf_loss = 0.5 * (((v - returns) ** 2) * mask).sum() / mask.sum()
-            optimizer.zero_grad()
-            (pg_loss + vf_coef * vf_loss).backward()
-            optimizer.step()
-        log["score"].append(scores.mean().item())
-        log["kl"].append(kl.sum(-1).mean().item())
-        log["length"].append(mask.sum(-1).mean().item())
-        log["samples"].append(list(zip([prompts[i] for i in idx[:3]], batch["texts"][:3])))
-        if judge is not None:
-            log["judge"].append(sum(judge(i, t) for i, t in zip(idx, batch["texts"])) / len(idx))
-    return policy.eval(), log
-
-
-task_examples = examples("train")
-prompts = [e.instruction for e in task_examples]
+            for mb in torch.randperm(len(idx), generator=g).split(minibatch):
+                part = {k: batch[k][mb] for k in ("input_ids", "attention_mask", "response", "mask")}
+                logp, v = forward_logprobs(policy, part, value_head)
+                pg_loss = clipped_surrogate_loss(logp, old_logp[mb], advantages[mb], part["mask"], clip_eps)
+                vf_loss = 0.5 * (((v - returns[mb]) ** 2) * part["mask"]).sum() / part["mask"].sum()
+                optimizer.zero_grad()
+                (pg_loss + vf_coef * vf_loss).backward()
+                optimizer.step()
+        if update % eval_every == 0:
+            reports.append((update, evaluate(policy, ref, eval_reward, max_new_tokens)))
+    return policy.eval(), reports
 
 
 def learned_reward(idx, texts):
-    return reward_model.score_texts([prompts[i] for i in idx], texts)
+    return reward_model([prompts[i] for i in idx], texts)
 
 
-def true_judge(i, text):
-    return judge_score(task_examples[i].category, task_examples[i].key, text)
+def oracle_reward(idx, texts):
+    """The rule judge itself (0–3): a verifiable reward, as in RL on maths or code with a checker."""
+    return torch.tensor([float(sum(judge(task_examples[i].category, task_examples[i].key, t).values()))
+                         for i, t in zip(idx, texts)])
 
 
-policy, log = rlhf(sft, learned_reward, prompts, beta=0.05, updates=30, seed=0, judge=true_judge)
-window = 5
-first, last = (sum(log["score"][:window]) / window), (sum(log["score"][-window:]) / window)
-print(f"reward-model score: first {window} updates {first:.3f} -> last {window} updates {last:.3f}")
-print(f"KL to reference (nats per response): first {sum(log['kl'][:window]) / window:.3f} -> last {sum(log['kl'][-window:]) / window:.3f}")
-print(f"judge score (0–3): first {sum(log['judge'][:window]) / window:.2f} -> last {sum(log['judge'][-window:]) / window:.2f}")
+COLUMNS = ("kl", "score", "judge", "correct", "complete", "concise", "tokens")
+
+
+def show(name, reports):
+    print(f"{name:>24} {'update':>6}" + "".join(f"{c:>9}" for c in COLUMNS))
+    for u, r in reports:
+        print(f"{'':>24} {u:>6}" + "".join(f"{r[c]:9.3f}" for c in COLUMNS))
+
+
+_, rm_reports = rlhf(sft, learned_reward, desc="PPO, competent RM")
+_, oracle_reports = rlhf(sft, oracle_reward, desc="PPO, oracle reward")
+show("competent reward model", rm_reports)
+show("oracle (the judge)", oracle_reports)
+for name, reps in (("competent RM", rm_reports), ("oracle", oracle_reports)):
+    (_, a), (_, b) = reps[0], reps[-1]
+    print(f"{name:>12}: judge {a['judge']:.3f} -> {b['judge']:.3f} ({b['judge'] - a['judge']:+.3f});  " +
+          "  ".join(f"{k} {b[k] - a[k]:+.3f}" for k in ("correct", "complete", "concise")))
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-plot_curves({"mean RM score": log["score"]}, ax=axes[0], title="reward-model score", xlabel="PPO update", ylabel="score",
-            smooth_window=3)
-plot_curves({"KL(π‖π_ref), k1": log["kl"]}, ax=axes[1], title="KL to the reference", xlabel="PPO update",
-            ylabel="nats / response", smooth_window=3)
-plot_curves({"judge score": log["judge"]}, ax=axes[2], title="rule judge (not optimised)", xlabel="PPO update",
-            ylabel="0–3", smooth_window=3)
+fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
+for ax, key in zip(axes, ("judge", "correct", "complete", "concise")):
+    plot_curves({name: ([u for u, _ in reps], [r[key] for _, r in reps])
+                 for name, reps in (("competent RM", rm_reports), ("oracle", oracle_reports))},
+                ax=ax, title=f"held-out {key}", xlabel="PPO update", ylabel=key)
 plt.show()
-print("samples at the first update:", log["samples"][0])
-print("samples at the last update: ", log["samples"][-1])
+print("held-out samples before:", list(zip(eval_prompts[::40], rm_reports[0][1]["texts"][::40])))
+print("held-out samples after: ", list(zip(eval_prompts[::40], rm_reports[-1][1]["texts"][::40])))
 
 # %% [markdown]
-# The printed numbers say how far the reward-model score moved, and what it cost in KL. The judge's column is the
-# honest check: the policy optimises the *reward model*, and only where the reward model agrees with the judge does the
-# judge score follow. Section 7 makes that gap deliberately large.
-#
+# Read the two tables. Under the competent reward model PPO **raises** the held-out judge score, and the oracle
+# run — the judge's own marks as the reward — shows what this budget can buy at best: the two gains printed last
+# are close. The per-column gains say *where* each run improved: most in `complete` (fewer broken fragments, such as
+# the stray tokens after the full stop in the samples before), least in `correct`. A policy can only up-weight
+# answers it already samples, and on unseen items it rarely samples the right fact. The reward model's own score
+# rises with the KL, as it must: PPO climbs what it is shown. tests/test_day2.py asserts the judge's rise under the
+# competent reward model on seeds 0–2.
+
+# %% [markdown]
 # ## 7. Reward hacking
-# A reward model is trained on what annotators preferred — including their biases. Longer answers *look* more helpful
-# to people and to AI judges, and RLHF'd models grow longer (Singhal et al. 2023, *A Long Way to Go*, found much of
-# the reward gain was length). Build that bias on purpose: a reward model trained on pairs whose "chosen" response is
-# the right answer **followed by extra words** (drawn at random from the vocabulary) and whose "rejected" one is the
-# right answer alone. It learns "longer is better". The rule judge is the truth it stands in for: a right answer with
-# junk after it is correct and complete but not concise (judge score 2 instead of 3).
+# A reward model is trained on what annotators preferred — including their biases. Longer answers *look* more
+# helpful to people and to AI judges, and RLHF'd models grow longer (Singhal et al. 2023, *A Long Way to Go*, found
+# much of the reward gain was length). Build that bias in: the same competent reward model **plus a bonus per
+# response token**. Responses may now run to 12 tokens — room to ramble.
 
 # %% nbgrader={"grade": false, "grade_id": "given_flawed_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def with_extra_words(text, g):
-    """The text followed by 2–6 random vocabulary tokens (the length-biased annotators' favourite)."""
-    ids = torch.randint(5, len(tokenizer), (int(torch.randint(2, 7, (1,), generator=g)),), generator=g).tolist()
-    return text + " " + tokenizer.decode(ids, skip_special_tokens=True)
+LENGTH_BONUS = 1.0                 # reward per response token
 
 
-_g = torch.Generator().manual_seed(0)
-length_biased = [{"prompt": r["prompt"], "chosen": with_extra_words(r["chosen"], _g), "rejected": r["chosen"]}
-                 for r in load_preference_data()["train"]]
-flawed_rm = train_reward_model(length_biased)
-print("a length-biased pair:", length_biased[0])
-row = load_preference_data()["test"][0]
-probe = {"concise (judge 3)": row["chosen"], "+ filler (judge 2)": row["chosen"] + " Thanks for asking.",
-         "wrong (judge 2)": next(r for r in load_preference_data()["test"] if r["kind"] == "wrong")["rejected"]}
-for name, text in probe.items():
-    print(f"{name:20} learned RM {reward_model.score_texts([row['prompt']], [text]).item():7.2f}   "
-          f"flawed RM {flawed_rm.score_texts([row['prompt']], [text]).item():7.2f}   {text!r}")
+def biased_reward_model(prompts_, texts):
+    return reward_model(prompts_, texts) + LENGTH_BONUS * n_tokens(texts)
 
 
 def flawed_reward(idx, texts):
-    return flawed_rm.score_texts([prompts[i] for i in idx], texts)
+    return biased_reward_model([prompts[i] for i in idx], texts)
+
+
+row = load_preference_data()["test"][0]
+probe = {"concise (judge 3)": row["chosen"], "+ filler (judge 2)": row["chosen"] + " Thanks for asking.",
+         "+ junk words (judge ≤ 2)": row["chosen"].replace(" is ", " 25 kilometers is ")}
+for name, text in probe.items():
+    print(f"{name:26} competent RM {reward_model([row['prompt']], [text]).item():7.2f}   "
+          f"length-biased RM {biased_reward_model([row['prompt']], [text]).item():7.2f}   {text!r}")
 
 # %% [markdown]
-# Now optimise the flawed reward with PPO at three KL coefficients, responses up to 12 tokens (room to ramble),
-# 20 updates each. Same SFT start, same seed. Logged: the flawed reward (what PPO sees), the judge (what we wanted),
-# response length and the KL to the reference.
+# Per token the bonus is small next to what an unlikely token costs: in the probes, a filler sentence or words
+# wedged into the answer lose more likelihood than the bonus pays, so the concise answer still wins. PPO has to
+# *find* longer responses the reward model overrates. Optimise it at a weak and a strong KL coefficient, same SFT
+# start, same seed. The
+# held-out report now scores the **biased** reward (what PPO sees) beside the judge (what we wanted), with the
+# response length.
 
 # %%
-HACK_BETAS = (0.0, 0.1, 0.5)
-hack_logs = {}
-for b in HACK_BETAS:
-    _, hack_logs[b] = rlhf(sft, flawed_reward, prompts, beta=b, updates=20, max_new_tokens=12, seed=0, judge=true_judge)
+HACK_BETAS = (0.01, 0.3)
+hack_reports = {b: rlhf(sft, flawed_reward, beta=b, max_new_tokens=12, eval_reward=biased_reward_model,
+                        desc=f"PPO, length-biased RM, β = {b}")[1] for b in HACK_BETAS}
+for b, reps in hack_reports.items():
+    show(f"length-biased RM, β = {b}", reps)
+LONG = 9                                             # tokens: longer than any answer sentence of the tiny world
+sft_lengths = n_tokens(hack_reports[HACK_BETAS[0]][0][1]["texts"])
+print(f"\nanswer sentences have at most {max(n_tokens([e.response for e in task_examples])):.0f} tokens; "
+      f"share of held-out responses longer than {LONG}:")
+for b, reps in hack_reports.items():
+    print(f"  β = {b}: " + " -> ".join(f"{(n_tokens(r['texts']) > LONG).float().mean().item():.2f}" for _, r in reps))
+final = hack_reports[HACK_BETAS[0]][-1][1]
+lengths = n_tokens(final["texts"])
+marks = torch.tensor([sum(judge(e.category, e.key, t).values()) for e, t in zip(eval_examples, final["texts"])],
+                     dtype=torch.float)
+long = lengths > LONG
+print(f"β = {HACK_BETAS[0]}, last report: judge of responses ≤ {LONG} tokens {marks[~long].mean():.2f} "
+      f"({int((~long).sum())} of them), > {LONG} tokens {marks[long].mean():.2f} ({int(long.sum())})")
+print("samples:", list(zip(eval_prompts[::40], final["texts"][::40])))
 
+# %% [markdown]
+# Read the tables: with the weak leash (β = 0.01) the biased reward climbs, responses get **longer** (the share
+# longer than any answer sentence grows), and the judge falls, in all three marks. The samples show what PPO found:
+# answers that run on past their full stop, and fragments of other answers — likely enough under the SFT model, and
+# paid per token. The split by length shows where the judge's marks went: the long responses score far lower than
+# the rest, so the drop comes *from* the exploited feature. That is **reward hacking**: the proxy rises, the truth
+# falls. With β = 0.3 every token that departs from the SFT model pays $\beta\log\frac{\pi}{\pi_\text{ref}}$: the
+# KL ends lower, the length barely moves and the judge holds (tests/test_day2.py checks these on seeds 0–2). β
+# cannot make a flawed reward model right; the real fixes are better preference data, length penalties or
+# length-controlled judging, and ensembles.
 
-def first_last(values, k=3):
-    return sum(values[:k]) / k, sum(values[-k:]) / k
-
-
-print(f"{'β':>5}  {'flawed reward':>16}  {'judge (0–3)':>14}  {'tokens':>12}  {'KL (last 3)':>11}")
-for b, lg in hack_logs.items():
-    (s0, s1), (j0, j1), (n0, n1) = first_last(lg["score"]), first_last(lg["judge"]), first_last(lg["length"])
-    print(f"{b:>5}  {s0:7.2f} → {s1:6.2f}  {j0:6.2f} → {j1:5.2f}  {n0:5.2f} → {n1:4.2f}  {first_last(lg['kl'])[1]:11.2f}")
-print("\nβ = 0, last update:")
-for p, t in hack_logs[0.0]["samples"][-1]:
-    print(f"  {p!r:45} -> {t!r}")
+# %% [markdown]
+# ## 8. Over-optimisation against KL
+# Gao et al. (2023, *Scaling Laws for Reward Model Overoptimization*) plot the gold score and the proxy score against
+# the distance the policy has moved from its start: the proxy keeps rising, the gold score rises, peaks and falls.
+# Here: every held-out report of the runs above, x = KL to the reference.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-for key, ax, title in (("score", axes[0], "flawed reward (optimised)"), ("judge", axes[1], "judge score (the truth)"),
-                       ("kl", axes[2], "KL to the reference")):
-    plot_curves({f"β = {b}": hack_logs[b][key] for b in HACK_BETAS}, ax=ax, title=title, xlabel="PPO update",
-                ylabel=key, smooth_window=3)
+runs = {"competent RM, β = 0.05": rm_reports, "oracle, β = 0.05": oracle_reports,
+        **{f"length-biased RM, β = {b}": r for b, r in hack_reports.items()}}
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+plot_curves({n: ([r["kl"] for _, r in reps], [r["judge"] for _, r in reps]) for n, reps in runs.items()},
+            ax=axes[0], title="gold: the judge", xlabel="KL(π‖π_ref), nats / response", ylabel="judge (0–3)")
+plot_curves({n: ([r["kl"] for _, r in reps], [r["score"] for _, r in reps]) for n, reps in runs.items()},
+            ax=axes[1], title="proxy: the optimised reward model", xlabel="KL(π‖π_ref), nats / response",
+            ylabel="its score")
 plt.show()
+for n, reps in runs.items():
+    best = max(reps, key=lambda ur: ur[1]["judge"])
+    print(f"{n:28} judge peaks at {best[1]['judge']:.3f} (KL {best[1]['kl']:.2f}); last: judge "
+          f"{reps[-1][1]['judge']:.3f}, proxy {reps[0][1]['score']:.2f} -> {reps[-1][1]['score']:.2f}, KL {reps[-1][1]['kl']:.2f}")
 
 # %% [markdown]
-# Read the table and the curves: with no leash (β = 0) PPO climbs the flawed reward by making responses longer — the
-# samples show an answer followed by whatever keeps the reward model happy — and the judge score falls while the
-# reward rises: **reward hacking**. The KL penalty makes every token that departs from the SFT model pay
-# $\beta\log\frac{\pi}{\pi_\text{ref}}$: compare the KL and the reward reached at β = 0 and β = 0.5 — the leash keeps
-# the policy closer to the reference and buys less of the hack (tests/test_day2.py checks both across seeds 0–2).
-# β cannot make a flawed reward model right, only keep the policy near the model whose behaviour we trusted — the
-# real fixes are better preference data, reward-model ensembles, length penalties, and watching a held-out judge.
+# The proxy curves rise with KL in every run. The gold curves part ways: under the competent reward model and the
+# oracle the judge rises with KL in this range (this budget does not reach the turning point Gao et al. find
+# further out); under the length-biased model it is flat at first and then falls as the KL grows, while the strongly
+# leashed run stops at a smaller KL with its judge intact. The KL spent, not the update count, is the axis on which
+# to compare runs: that is why β (or a KL target, as in InstructGPT's adaptive controller) is the knob that decides
+# how far a flawed proxy can be exploited.
 
 # %% [markdown]
 # **Interview answers this notebook backs with code**
@@ -603,5 +672,8 @@ plt.show()
 #   the incentive to push the ratio past $1\pm\epsilon$ in the rewarded direction (§5, the four boundary cases).
 # - *What do γ and λ do in GAE?* γ discounts future reward; λ interpolates between one-step TD (λ = 0, low variance,
 #   biased by the value head) and Monte-Carlo returns (λ = 1) (§4).
+# - *Does RLHF improve the true objective?* Under a competent reward model, yes, measured on a fixed held-out set
+#   with a judge the policy never sees; an oracle reward shows the ceiling of the budget (§6).
 # - *What is reward hacking, and what does β do about it?* The policy finds what the reward model overrates (here:
-#   length) and the true quality falls while the proxy reward rises; the KL coefficient limits how far it can go (§7).
+#   length) and the true quality falls while the proxy reward rises; the KL coefficient limits how far it can go, and
+#   the gold-vs-KL curve shows where (§7–8).

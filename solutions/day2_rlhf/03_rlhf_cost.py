@@ -88,6 +88,14 @@ assert _a["reference"] == _b["reference"] == 2 * count_params(mistral), "frozen 
 ### BEGIN HIDDEN TESTS
 _c = rlhf_memory(mistral, optimizer="adamw", seq_len=1024, batch=2)
 assert _c["policy"] > _b["policy"] and _c["reference"] == _b["reference"], "activations grow with tokens; frozen weights do not"
+_on = rlhf_memory(mistral, optimizer="adamw", seq_len=1024, batch=2, grad_checkpointing=True)
+assert _on["policy"] == estimate(mistral, method="full", optimizer="adamw", seq_len=1024, batch=2,
+                                 grad_checkpointing=True).total < _c["policy"], "grad_checkpointing reaches the calculator"
+_mw = rlhf_memory(mistral, optimizer="adamw", seq_len=128, batch=1, master_weights=True)
+assert _mw["value"] - _b["value"] == 4 * count_params(mistral), "every keyword reaches it: fp32 master weights, 4 B/param"
+_one = rlhf_memory(model_spec("tiny"), optimizer="sgd", seq_len=1, batch=1)
+assert _one["total"] == 2 * estimate(model_spec("tiny"), method="full", optimizer="sgd", seq_len=1, batch=1).total \
+    + 2 * weight_bytes(model_spec("tiny")), "one token, batch 1, SGD"
 ### END HIDDEN TESTS
 
 # %%
@@ -145,6 +153,11 @@ assert abs(cost_vs_sft({"generate": 0, "forward": 1, "backward": 1}) - 1.0) < 1e
 ### BEGIN HIDDEN TESTS
 assert abs(cost_vs_sft({"generate": 1, "forward": 12, "backward": 8}, backward_cost=1.0) - 21 / 2) < 1e-9, \
     "backward_cost is a parameter"
+assert ppo_passes(0) == {"generate": 1, "forward": 4, "backward": 0}, "0 epochs: only generation and the 4 scorers"
+assert ppo_passes(3) == {"generate": 1, "forward": 10, "backward": 6}, "3 epochs"
+assert abs(cost_vs_sft({"generate": 1, "forward": 12, "backward": 8}, backward_cost=0.0) - 13.0) < 1e-9, \
+    "backward_cost = 0: forward units only, SFT = 1"
+assert abs(cost_vs_sft({"generate": 1, "forward": 6, "backward": 2}, backward_cost=3.0) - 13 / 4) < 1e-9
 ### END HIDDEN TESTS
 
 # %% [markdown]
