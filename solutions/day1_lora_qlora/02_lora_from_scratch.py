@@ -340,7 +340,9 @@ _wd = max((_mm.state_dict()[k] - v).abs().max().item() for k, v in _pm.state_dic
 assert _wd < 1e-6, f"merged weights must equal peft's merge_and_unload() to 1e-6; max diff {_wd:.2e}"
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
-    assert (_mm(**batch).logits - _adapted).abs().max().item() < 1e-4, "merging must not change the outputs"
+    # float32 rounding: relative to the logits' scale (~2e-4 on tiny, ~3e-4 on SmolLM2's 30 layers)
+    assert (_mm(**batch).logits - _adapted).abs().max().item() < 1e-5 * _adapted.abs().max().item(), \
+        "merging must not change the outputs"
 ### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "merge_lora__plain_linears_left", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}

@@ -36,9 +36,9 @@ from course.generation import evaluate_exact_match
 from course.loading import load_base, load_tokenizer
 from course.plotting import plot_bars
 from course.tinyworld.tasks import examples
-from course.training import conversational, lora_config, use_cpu
+from course.training import conversational, lora_config, use_cpu, with_template
 
-tok = load_tokenizer(profile)
+tok = with_template(load_tokenizer(profile), "chatml")    # ChatML with {% generation %} markers (tiny's default)
 base = load_base(profile)
 train = examples("train")
 print(f"{len(train)} training examples; padding side {tok.padding_side!r}, pad token {tok.pad_token!r} = id {tok.pad_token_id}")
@@ -48,7 +48,9 @@ print(f"{len(train)} training examples; padding side {tok.padding_side!r}, pad t
 #
 # trl's prompt/completion format keeps the two apart: the prompt is the user turn rendered **with** the generation
 # prompt (`<|im_start|>assistant\n` at its end), the full text is prompt + completion. The prompt's token count is
-# where the loss starts. Batches are right-padded with `<pad>`; `attention_mask` is 0 on padding.
+# where the loss starts. Batches are right-padded with the pad token (printed above); `attention_mask` is 0 on
+# padding. On `small` that pad token is SmolLM2's `<|im_end|>` = eos = ChatML's end of turn: mask padding by the
+# attention mask, never by the pad id, or every end-of-turn label goes too (notebook 1, §5).
 
 # %%
 def tokenize_pairs(tokenizer, batch_examples, max_length=128):

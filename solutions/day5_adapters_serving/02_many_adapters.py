@@ -90,8 +90,10 @@ base_numel = sum(p.numel() for n, p in model.named_parameters() if "lora_" not i
 print(f"base {base_numel:,} parameters + {len(TENANTS)} adapters × {lora_numel // len(TENANTS):,}")
 
 # %% [markdown]
-# Each adapter on each family's held-out prompts (exact match), and the base for reference: every tenant is good at
-# its own task and not at the others' — which is why a request must reach **its** tenant's adapter.
+# Each adapter on each family's held-out prompts (exact match), and the base for reference. On `tiny` every tenant is
+# good at its own task and at nothing else — which is why a request must reach **its** tenant's adapter. On `small`
+# the pretrained base already answers some prompts (first row) and an adapter's one-sentence answer form carries over
+# to other families, so tenants overlap; the last line says whether each is still best on its own family.
 
 # %%
 heldout = tasks.examples("heldout", TENANTS)
@@ -104,6 +106,9 @@ for name in TENANTS:
 print("adapter \\ family " + "".join(f"{f:>9}" for f in TENANTS))
 for name, row in score_table.items():
     print(f"{name:16} " + "".join(f"{row[f]:9.2f}" for f in TENANTS))
+own_best = all(score_table[f][f] > max(score_table[m][f] for m in score_table if m != f) for f in TENANTS)
+print(f"each adapter scores highest on its own family: {own_best}; best score off its family: "
+      f"{max(score_table[m][f] for m in TENANTS for f in TENANTS if m != f):.2f}")
 
 # %% [markdown]
 # ## 2. Switching adapters, and what it costs
@@ -158,14 +163,20 @@ for i, q in enumerate(DEMO):
     print(f"{q}")
     for row, texts in demo.items():
         print(f"   {row:30} {texts[i]!r}")
+in_form = {row: [any(tasks.FAMILIES[f].parse(t) for f in TENANTS) for t in texts] for row, texts in demo.items()}
+for row, texts in demo.items():
+    print(f"{row:30} answers in a family's sentence form: {in_form[row]} · mean length "
+          f"{sum(len(t.split()) for t in texts) / len(texts):.1f} words")
 print(f"merged vs unmerged: max |Δ logit| = {merge_gap:.2e}; same text: {demo['capital merged'] == demo['+ capital adapter']}; "
       f"hot-swapped slot = loaded adapter: {demo['one slot: hot-swapped capital'] == demo['+ capital adapter']}")
 assert merge_gap < 1e-3, "merging W0 + sBA in float32 computes what the unmerged adapter computes"
 
 # %% [markdown]
-# Read the rows: the adapter changes *how* the model answers (the family's one-sentence form), the merge changes
-# nothing but where the update lives, and a hot-swap turns one tenant's slot into another's without a reload. The
-# off-family question shows the cost of a narrow adapter: it pulls unrelated prompts toward its own answer form.
+# Read the rows. An adapter changes *how* the model answers: in a family's one-sentence form (the flags above). How
+# far that reaches depends on the base: the tiny model knows nothing but its tiny world, so the `capital` adapter
+# answers even the Moon question with a capital; SmolLM2 keeps what it knew and answers the Moon question in a
+# sentence of its own, shorter than the base's. The merge changes nothing but where the update
+# lives (logit gap printed), and a hot-swap turns one tenant's slot into another's without a reload.
 #
 # Now the latencies (median of repeats; the machine is shared, so read the orders of magnitude).
 # `benchmarks/adapter_serving.py` measures the same on a wider model and `docs/BENCHMARKS.md` records it.
