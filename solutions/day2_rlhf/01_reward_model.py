@@ -402,7 +402,7 @@ for name, accs in signals.items():
 # The competent reward model reads both numbers: $r(x, y) = w_1\,\bar\ell(y\mid x) + w_2\,\big(\bar\ell(y\mid x) -
 # \bar\ell(y\mid\varnothing)\big) + b$ on the frozen SFT model, with $(w_1, w_2, b)$ fitted by **your** Bradley–Terry loss
 # on the training pairs. Two features, so it cannot overfit; it is judged on the same held-out test pairs. The class
-is `course.rlhf.LikelihoodRewardModel`, so notebook 2 can rebuild the same model.
+# is `course.rlhf.LikelihoodRewardModel`, so notebook 2 can rebuild the same model.
 
 # %% nbgrader={"grade": false, "grade_id": "given_likelihood_reward_model", "locked": true, "schema_version": 3, "solution": false, "task": false}
 # course.rlhf.LikelihoodRewardModel: features(prompts, responses) -> (N, 2) = (ℓ̄(y|x), ℓ̄(y|x) − ℓ̄(y|∅));
