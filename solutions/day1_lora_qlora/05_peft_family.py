@@ -756,6 +756,78 @@ assert {g["lr"] for g in _groups} == {5e-4}, "ratio 1 is plain LoRA"
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ## 8. The family side by side: one task, one budget
+#
+# Each method above, in peft's implementation, trained by the same loop (`course.peft_compare`): AdamW (LoRA+
+# through `create_loraplus_optimizer`), completion-only loss on the tiny world's training tasks, the same steps,
+# batch and data order, three seeds — each at **its own learning rate**, chosen by a sweep on training examples set
+# aside (`benchmarks/peft_family.py --sweep`; the table in docs/BENCHMARKS.md). rsLoRA's α/√r and LoRA+'s ratio
+# change the effective step size, so a shared learning rate would compare step sizes, not methods.
+#
+# Columns: trainable parameters; **peak memory measured** as the rise of the process's resident-set high-water mark
+# during the steps (gradients, optimizer state, activations above the loaded model — allocator noise included);
+# CPU milliseconds per step; held-out exact match of greedy decoding (computed in one teacher-forced pass: greedy
+# decoding returns the answer exactly when every answer position's argmax is the answer token) and held-out loss.
+# A budget that fits this notebook: 30 steps of 8 examples.
+
+# %%
+from course.notebook import progress
+from course.peft_compare import format_table, lora_family, splits, summarize_runs, train_method
+from course.plotting import plot_bars, plt
+
+TABLE_STEPS, TABLE_BATCH, TABLE_SEEDS = profile.steps(30), 8, (0, 1, 2)
+train_data, _, heldout_data = splits(tok, profile.eval_count(219))
+family = lora_family()
+runs = [train_method(m, seed, TABLE_STEPS, TABLE_BATCH, train_data, heldout_data, base=profile)
+        for m in progress(family, desc="methods × 3 seeds") for seed in TABLE_SEEDS]
+table = summarize_runs(runs)
+print(f"{TABLE_STEPS} steps × batch {TABLE_BATCH}, seeds {TABLE_SEEDS}, {len(heldout_data[0])} held-out tasks; "
+      "mean ± 95% t-interval over seeds")
+print(format_table(table))
+print("learning rates:", {m.name: m.lr for m in family})
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+for ax, key, label in [(axes[0], "em", "held-out exact match"), (axes[1], "heldout_loss", "held-out loss")]:
+    plot_bars({n: r[key] for n, r in table.items()}, errors={n: r[key + "_ci"] for n, r in table.items()},
+              title=f"{label} (mean ± 95% CI, 3 seeds)", ax=ax)
+    ax.tick_params(axis="x", rotation=70)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **What the table shows, checked per seed below** (only these; `tests/test_peft_family.py` asserts them on the
+# same three seeds):
+# - prompt and prefix tuning, the two methods that leave every weight untouched and only add inputs, end with the
+#   highest held-out loss on every seed and almost no exact answers at this budget;
+# - PiSSA, which starts from the weight's principal components, answers more held-out tasks exactly than plain
+#   LoRA r=16 on every seed: at 30 steps it is simply further along;
+# - what tiny **cannot** separate: the LoRA ranks (1, 4, 16) and LoRA against the full fine-tune — their held-out
+#   losses differ by less than the seed-to-seed spread (the intervals overlap), so no ranking among them is claimed;
+# - memory and time (printed, not asserted: measured under whatever load the machine has): on the tiny model
+#   activations and allocator noise dominate both columns; DoRA, which recomputes the weight's norm every step,
+#   is the one LoRA variant that stands out in them here.
+
+# %%
+def per_seed(name, key):
+    return [r[key] for r in table[name]["runs"]]
+
+
+input_only = ["prompt tuning P=16", "prefix tuning P=16"]
+others = [n for n in table if n not in input_only]
+worst = [min(per_seed(n, "heldout_loss")[i] for n in input_only) > max(per_seed(n, "heldout_loss")[i] for n in others)
+         for i in range(len(TABLE_SEEDS))]
+print("prompt/prefix tuning: highest held-out loss on each seed:", worst)
+print("PiSSA r=16 EM > LoRA r=16 EM on each seed:",
+      [a > b for a, b in zip(per_seed("PiSSA r=16", "em"), per_seed("LoRA r=16", "em"))],
+      per_seed("PiSSA r=16", "em"), per_seed("LoRA r=16", "em"))
+for a, b in [("LoRA r=1", "LoRA r=16"), ("LoRA r=4", "LoRA r=16"), ("full fine-tune", "LoRA r=16")]:
+    ra, rb = table[a], table[b]
+    overlap = abs(ra["heldout_loss"] - rb["heldout_loss"]) < ra["heldout_loss_ci"] + rb["heldout_loss_ci"]
+    print(f"held-out loss {a} {ra['heldout_loss']:.3f} ± {ra['heldout_loss_ci']:.3f} vs {b} "
+          f"{rb['heldout_loss']:.3f} ± {rb['heldout_loss_ci']:.3f}: intervals overlap {overlap}")
+
+# %% [markdown]
 # ## Summary
 # - **Prompt tuning**: P trainable embeddings before the input; **prefix tuning**: P trainable keys and values in
 #   every layer, laid out `(P, 2L, H_kv, D)` and passed as a cache; both leave every weight frozen.
@@ -764,3 +836,5 @@ assert {g["lr"] for g in _groups} == {5e-4}, "ratio 1 is plain LoRA"
 # - **rsLoRA**: α/√r keeps the first step's effect constant in r; α/r shrinks it like 1/r.
 # - **PiSSA**: A, B from the top-r SVD, the base replaced by the residual; the forward is unchanged at the start.
 # - **LoRA+**: B learns `ratio ×` faster; under Adam, raising α is the same as raising B's learning rate.
+# - **Side by side** on the tiny world at a notebook's budget: input-only methods (prompt, prefix) trail; PiSSA is
+#   ahead of plain LoRA early; ranks and full fine-tuning are not separable here.

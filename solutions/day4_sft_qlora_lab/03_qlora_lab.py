@@ -229,7 +229,8 @@ assert _t["learning_rate"] == 2e-4 and _t["optim"] == "paged_adamw_8bit", "a100:
 assert _t["bf16"] is True and _t["fp16"] is False, "a100: bf16 mixed precision, never fp16 on bf16 weights"
 assert _t["gradient_checkpointing"] is True and _t["max_length"] == 1024
 assert (_t["per_device_train_batch_size"], _t["gradient_accumulation_steps"]) == (4, 4)
-assert _trainer_fields(get_profile("small"))["max_steps"] == 30, "small caps the run at its max_train_steps"
+assert _trainer_fields(get_profile("small"))["max_steps"] == get_profile("small").max_train_steps, \
+    "small caps the run at its max_train_steps"
 _t = _trainer_fields(get_profile("tiny", learning_rate=7e-4, optim="paged_adamw_32bit", compute_dtype="bfloat16",
                                  epochs=2.0, warmup_ratio=0.1, lr_scheduler="linear", max_train_steps=12))
 assert (_t["learning_rate"], _t["optim"], _t["bf16"], _t["num_train_epochs"]) == (7e-4, "paged_adamw_32bit", True, 2.0), \

@@ -287,6 +287,13 @@ assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(_g1, _g2)), \
     "the same batch at the same weights must give the same gradient: clear old gradients (zero_grad) each step"
 ### BEGIN HIDDEN TESTS
 assert any(a.abs().sum() > 0 for a in _g1), "the policy must receive gradients"
+dpo_step(_pol, _ref, _batch, _opt, 0.1)                   # policy = reference: the gradient is linear in β
+_g3 = [p.grad.clone() for p in _pol.parameters()]
+_f1, _f3 = torch.cat([a.flatten() for a in _g1]), torch.cat([b.flatten() for b in _g3])
+assert ((_f1 - 5 * _f3).norm() / _f1.norm()).item() < 1e-3, \
+    "β = 0.5 vs β = 0.1 at policy = reference: the gradient must be 5× larger (use the beta passed in)"
+_loss1, _acc1 = dpo_step(_pol, _ref, pair_batch(train_prefs[8:9]), _opt, 0.5)
+assert abs(_loss1 - torch.log(torch.tensor(2.0)).item()) < 1e-5 and _acc1 == 0.0, "a batch of one pair"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -334,6 +341,23 @@ assert abs(_runs[0][1] - _runs[1][1]) > 1e-6, "a different seed must draw differ
 ### BEGIN HIDDEN TESTS
 _run2 = dpo_train(copy.deepcopy(sft_model), train_prefs[:64], steps=2, lr=1e-3, batch_size=2, seed=2)["loss"]
 assert abs(_run2[1] - _runs[0][1]) > 1e-6 and abs(_run2[1] - _runs[1][1]) > 1e-6
+# every setting at a non-default value, against the loop written out (same draws, same optimiser)
+_gen, _p, _r = torch.Generator().manual_seed(5), copy.deepcopy(sft_model), copy.deepcopy(sft_model).eval()
+_o, _want = torch.optim.AdamW(_p.parameters(), lr=2e-3, weight_decay=0.0), []
+for _ in range(3):
+    _b = pair_batch([train_prefs[:64][i] for i in torch.randint(64, (3,), generator=_gen).tolist()])
+    _in = {"input_ids": _b["input_ids"], "attention_mask": _b["attention_mask"]}
+    _lp = sequence_logprobs(_p(**_in).logits, _b["labels"])
+    with torch.no_grad():
+        _rl = sequence_logprobs(_r(**_in).logits, _b["labels"])
+    _l = dpo_loss(*_lp.chunk(2), *_rl.chunk(2), 0.3)[0].mean()
+    _o.zero_grad()
+    _l.backward()
+    _o.step()
+    _want.append(_l.item())
+_got = dpo_train(copy.deepcopy(sft_model), train_prefs[:64], steps=3, beta=0.3, lr=2e-3, batch_size=3, seed=5)["loss"]
+assert len(_got) == 3 and all(abs(a - b) < 1e-4 for a, b in zip(_got, _want)), \
+    f"beta=0.3, lr=2e-3, batch_size=3, seed=5 must all be used: losses {_got} vs {_want}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
