@@ -222,7 +222,9 @@ def test_reward_hacking_lowers_the_judge_through_length_and_beta_leashes_it(seed
                           eval_reward=ns["biased_reward_model"])[1] for b in (0.01, 0.3)}
     (_, f0), (_, f1) = runs[0.01][0], runs[0.01][-1]
     (_, l0), (_, l1) = runs[0.3][0], runs[0.3][-1]
-    assert f1["score"] > f0["score"], f"seed {seed}: biased reward {f0['score']:.3f} -> {f1['score']:.3f}"
+    print(f"seed {seed}: β=0.01 biased reward (held-out) {f0['score']:.3f} -> {f1['score']:.3f}, judge "
+          f"{f0['judge']:.3f} -> {f1['judge']:.3f}, tokens {f0['tokens']:.2f} -> {f1['tokens']:.2f}, KL {f1['kl']:.2f};"
+          f" β=0.3 judge {l0['judge']:.3f} -> {l1['judge']:.3f}, tokens {l1['tokens']:.2f}, KL {l1['kl']:.2f}")
     assert f1["tokens"] > f0["tokens"] + 0.5, f"seed {seed}: tokens {f0['tokens']:.2f} -> {f1['tokens']:.2f}"
     assert f1["judge"] < f0["judge"] - 0.1, f"seed {seed}: judge {f0['judge']:.3f} -> {f1['judge']:.3f}"
     assert l1["kl"] < f1["kl"], f"seed {seed}: KL β=0.3 {l1['kl']:.2f} vs β=0.01 {f1['kl']:.2f}"
