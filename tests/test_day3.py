@@ -11,6 +11,7 @@ import torch
 
 from course.authoring.reference import solution_namespace
 from course.paths import SOLUTIONS
+from preference_support import perturbed_tiny_pairs
 
 DAY = "day3_dpo_orpo"
 SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
@@ -92,22 +93,7 @@ def test_deterministic_preferences_break_dpo_not_ipo():
 
 @pytest.fixture(scope="module")
 def tiny():
-    from course.loading import load_base, load_preference_data, load_tokenizer
-    from course.notebook import quiet
-
-    quiet()
-    tok = load_tokenizer("tiny")
-    ref = load_base("tiny").eval()
-    policy = load_base("tiny").eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():                          # a policy that differs from the reference (no training needed)
-        for p in policy.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=g))
-    rows = [load_preference_data()["train"][i] for i in (3, 40, 41, 42, 100)]   # other pairs than the notebooks'
-    data = [{"prompt": [{"role": "user", "content": r["prompt"]}],
-             "chosen": [{"role": "assistant", "content": r["chosen"]}],
-             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
-    return tok, ref, policy, data
+    return perturbed_tiny_pairs(seed=0)     # a policy that differs from the reference (no training needed)
 
 
 COMMON = dict(output_dir="/tmp/course_test_day3", per_device_eval_batch_size=5, bf16=False, use_cpu=True,

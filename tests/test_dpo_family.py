@@ -13,6 +13,7 @@ import torch
 
 from course.authoring.reference import solution_namespace
 from course.paths import SOLUTIONS
+from preference_support import perturbed_tiny_pairs
 
 SRC = SOLUTIONS / "day3_dpo_orpo" / "04_dpo_family.py"
 PRELUDE = "import copy\nimport math\nimport torch\nimport torch.nn.functional as F\n"
@@ -23,21 +24,7 @@ COMMON = dict(output_dir="/tmp/course_test_dpo_family", bf16=False, use_cpu=True
 
 @pytest.fixture(scope="module")
 def tiny():
-    from course.loading import load_base, load_preference_data, load_tokenizer
-    from course.notebook import quiet
-
-    quiet()
-    tok = load_tokenizer("tiny")
-    ref = load_base("tiny").eval()
-    policy = load_base("tiny").eval()
-    g = torch.Generator().manual_seed(1)                 # another policy than the notebook's (seed 0)
-    with torch.no_grad():
-        for p in policy.parameters():
-            p.add_(0.02 * torch.randn(p.shape, generator=g))
-    rows = [load_preference_data()["train"][i] for i in (3, 40, 41, 42, 100)]   # pairs the notebook does not use
-    data = [{"prompt": [{"role": "user", "content": r["prompt"]}],
-             "chosen": [{"role": "assistant", "content": r["chosen"]}],
-             "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
+    tok, ref, policy, data = perturbed_tiny_pairs(seed=1)   # another policy than the notebook's (seed 0)
     ns = solution_namespace(SRC, LOSSES, PRELUDE)
     return tok, ref, policy, data, ns
 
