@@ -170,13 +170,14 @@ def test_lora_vs_full_finetune_outcome(seed):
     """nb2 §5 on each seed: LoRA on the projections alone stays far from full FT at this budget; with the embeddings
     and LM head trainable LoRA r=8 matches it (within 0.15 nats of held-out loss)."""
     from course.loading import load_base, load_tokenizer
+    from course.profiles import get_profile
     from course.notebook import quiet
 
     quiet()
     prelude = ("import math\nimport torch\nfrom torch import nn\nfrom course.notebook import progress\n"
                "TARGETS = ('q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj')\n")
     ns = solution_namespace(LORA_SRC, {"lora_linear", "inject_lora", "given_train_loop", "given_lora_vs_full"}, prelude,
-                            profile="tiny", tok=load_tokenizer("tiny"), load_base=load_base)
+                            profile=get_profile("tiny"), tok=load_tokenizer("tiny"), load_base=load_base)
     full, n_full, b_full = ns["finetune"]("full", seed=seed)
     lora, n_lora, b_lora = ns["finetune"]("lora", 8, seed=seed)
     emb, _, _ = ns["finetune"]("lora+embeddings", 8, seed=seed)
