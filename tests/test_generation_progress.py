@@ -7,6 +7,7 @@ from course.loading import load_base, load_tokenizer
 
 def test_token_progress_bar_leaves_generations_unchanged(monkeypatch, capsys):
     tok, model = load_tokenizer("tiny"), load_base("tiny")
+    capsys.readouterr()                 # loading's own output (transformers' weight-loading bar) is not generation's
     prompts = [G.chat_prompt(tok, q) for q in ("What is the capital of France?", "Plural of cat?", "2 + 3 =")]
     plain = G.generate(model, tok, prompts, max_new_tokens=4, batch_size=2, progress=False)
     assert capsys.readouterr().out == ""
