@@ -75,7 +75,8 @@ def test_reference_labels_equal_trl_and_loss_equals_model(tok):
     base = load_base("tiny")
     ns = solution_namespace(MASKING_NB, {"mask_labels", "sft_loss"}, "import torch\n", F=F)
     glb = {"conversational": conversational, "tok": tok, "base": base}
-    exec("import tempfile\nimport torch\nfrom datasets import Dataset\nfrom trl import SFTConfig, SFTTrainer\n", glb)
+    exec("import tempfile\nimport torch\nfrom datasets import Dataset\nfrom trl import SFTConfig, SFTTrainer\n"
+         "from course.training import use_cpu\n", glb)
     given = [s for _, s in code_cells(MASKING_NB) if s.startswith(("def tokenize_pairs", "def trl_labels"))]
     assert len(given) == 2, "the notebook's given tokenize_pairs and trl_labels cells"
     for c in given:
