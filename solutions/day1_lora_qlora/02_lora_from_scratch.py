@@ -489,12 +489,18 @@ print(f"embeddings + LM head: {emb / compare['full fine-tune'][1]:.0%} of this m
       f"{2 * mistral.vocab_size * mistral.hidden_size / count_params(mistral):.1%} of Mistral-7B's")
 
 # %%
-# The lesson's claims on this seed, asserted (tests/test_day1.py asserts them on seeds 1 and 2)
+# The lesson's claims on this seed (tests/test_day1.py asserts them on seeds 1 and 2)
 lora8, emb8, full = compare["LoRA r=8"], compare["LoRA r=8 + embeddings"], compare["full fine-tune"]
-assert lora8[0] > full_loss + 2.0, f"LoRA r=8 should stay far from full FT: {lora8[0]:.3f} vs {full_loss:.3f}"
-assert abs(emb8[0] - full_loss) < 0.15, f"LoRA r=8 + embeddings should match full FT: {emb8[0]:.3f} vs {full_loss:.3f}"
-assert lora8[1] < 0.1 * full[1] and lora8[2] < 0.1 * full[2], \
-    "LoRA r=8 should train < 10 % of the parameters and hold < 10 % of the gradient + Adam bytes"
+checks = {f"LoRA r=8 stays > 2 nats above full FT ({lora8[0]:.3f} vs {full_loss:.3f})": lora8[0] > full_loss + 2.0,
+          f"LoRA r=8 + embeddings within 0.15 nats of full FT ({emb8[0]:.3f})": abs(emb8[0] - full_loss) < 0.15,
+          "LoRA r=8 trains < 10 % of the parameters and holds < 10 % of the gradient + Adam bytes":
+              lora8[1] < 0.1 * full[1] and lora8[2] < 0.1 * full[2]}
+for claim, holds in checks.items():
+    print(("holds   " if holds else "FAILS   ") + claim)
+if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
+    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
+elif not all(checks.values()):
+    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
 
 # %% [markdown]
 # **Read it honestly.** At this budget LoRA on the projections is *not* near full fine-tuning: every rank leaves
@@ -505,6 +511,13 @@ assert lora8[1] < 0.1 * full[1] and lora8[2] < 0.1 * full[2], \
 # fine-tuning (last row) — the "near-equal quality" regime — at a fraction of the optimizer memory. In this 1.1M
 # model those two matrices are a large share of all parameters; in a 7B model a few percent (printed). The lesson for
 # real runs: when you add tokens or a new chat template, train the embeddings too.
+
+# %% [markdown]
+# **On a pretrained model the picture differs.** One run on `PROFILE="small"` (SmolLM2-135M-Instruct, which already
+# knows its ChatML tokens; 12 steps, seed 0) measured the opposite regime: the rank mattered (LoRA r = 1, 8, 32 left
+# 78 %, 30 % and 8 % of full FT's improvement missing) and unfreezing the embeddings helped less than a higher rank
+# (13 %). The claims checked above are this lesson's tiny-profile claims; on other profiles the cell prints them and
+# does not assert them. Re-run with `PROFILE="small"` to see the table.
 
 # %% [markdown]
 # ## 6. Low intrinsic rank — shown, not asserted

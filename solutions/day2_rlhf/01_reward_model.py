@@ -461,12 +461,19 @@ print(f"wrong-fact pairs: trunk {trunk_acc['wrong']:.1%} -> competent {competent
       f"off-topic: {trunk_acc['off_topic']:.1%} -> {competent_acc['off_topic']:.1%}")
 
 # %%
-# The lesson's claim on this seed, asserted (tests/test_day2.py asserts it on seeds 1 and 2)
-assert trunk_acc["wrong"] < 0.65 and trunk_acc["curt"] > 0.9, f"the trunk model: format yes, facts near chance: {trunk_acc}"
-assert competent_acc["wrong"] > 0.8 and competent_acc["wrong"] > trunk_acc["wrong"] + 0.2, \
-    f"the likelihood should know the facts: {competent_acc} vs trunk {trunk_acc}"
-assert competent_acc["off_topic"] > 0.7 and competent_acc["all"] > trunk_acc["all"], \
-    f"PMI should cover off-topic answers: {competent_acc} vs trunk {trunk_acc}"
+# The lesson's claim on this seed (tests/test_day2.py asserts it on seeds 1 and 2)
+checks = {f"trunk RM: format yes (curt {trunk_acc['curt']:.1%}), facts near chance (wrong {trunk_acc['wrong']:.1%} < 65 %)":
+              trunk_acc["wrong"] < 0.65 and trunk_acc["curt"] > 0.9,
+          f"competent RM knows the facts (wrong {competent_acc['wrong']:.1%} > 80 % and > trunk + 20 points)":
+              competent_acc["wrong"] > 0.8 and competent_acc["wrong"] > trunk_acc["wrong"] + 0.2,
+          f"PMI covers off-topic ({competent_acc['off_topic']:.1%} > 70 %), best overall row":
+              competent_acc["off_topic"] > 0.7 and competent_acc["all"] > trunk_acc["all"]}
+for claim, holds in checks.items():
+    print(("holds   " if holds else "FAILS   ") + claim)
+if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
+    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
+elif not all(checks.values()):
+    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
 
 # %% [markdown]
 # Compare the rows. The likelihood knows the facts (its `wrong` column is far above the trunk model's coin flip),

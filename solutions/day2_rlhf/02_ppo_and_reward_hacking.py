@@ -552,11 +552,18 @@ for name, reps in (("competent RM", rm_reports), ("oracle", oracle_reports)):
           "  ".join(f"{k} {b[k] - a[k]:+.3f}" for k in ("correct", "complete", "concise")))
 
 # %%
-# The lesson's claim on this seed, asserted (tests/test_day2.py asserts it on seeds 1 and 2)
+# The lesson's claim on this seed (tests/test_day2.py asserts it on seeds 1 and 2)
 (_, first), (_, last) = rm_reports[0], rm_reports[-1]
-assert last["judge"] > first["judge"] + 0.05, f"PPO should raise the held-out judge: {first['judge']:.3f} -> {last['judge']:.3f}"
-assert last["score"] > first["score"] + 0.3, f"PPO should raise the RM score: {first['score']:.3f} -> {last['score']:.3f}"
-assert last["kl"] > 0.3, f"the policy should move from the reference: KL {last['kl']:.3f}"
+checks = {f"PPO raises the held-out judge by > 0.05 ({first['judge']:.3f} -> {last['judge']:.3f})":
+              last["judge"] > first["judge"] + 0.05,
+          f"PPO raises the RM score by > 0.3 ({first['score']:.3f} -> {last['score']:.3f})": last["score"] > first["score"] + 0.3,
+          f"the policy moves from the reference (KL {last['kl']:.3f} > 0.3)": last["kl"] > 0.3}
+for claim, holds in checks.items():
+    print(("holds   " if holds else "FAILS   ") + claim)
+if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
+    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
+elif not all(checks.values()):
+    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
@@ -636,15 +643,21 @@ print(f"β = {HACK_BETAS[0]}, last report: judge of responses ≤ {LONG} tokens 
 print("samples:", list(zip(eval_prompts[::40], final["texts"][::40])))
 
 # %%
-# The lesson's claims on this seed, asserted (tests/test_day2.py asserts them on seeds 1 and 2)
+# The lesson's claims on this seed (tests/test_day2.py asserts them on seeds 1 and 2)
 (_, f0), (_, f1) = hack_reports[0.01][0], hack_reports[0.01][-1]
 (_, l0), (_, l1) = hack_reports[0.3][0], hack_reports[0.3][-1]
-assert f1["tokens"] > f0["tokens"] + 0.5, f"β = 0.01: responses should grow: {f0['tokens']:.2f} -> {f1['tokens']:.2f} tokens"
-assert f1["judge"] < f0["judge"] - 0.1, f"β = 0.01: the judge should fall: {f0['judge']:.3f} -> {f1['judge']:.3f}"
-assert l1["kl"] < f1["kl"], f"β = 0.3 should end at a smaller KL: {l1['kl']:.2f} vs {f1['kl']:.2f}"
-assert l0["judge"] - l1["judge"] < f0["judge"] - f1["judge"], \
-    f"β = 0.3 should lose less judge: {l0['judge'] - l1['judge']:.3f} vs {f0['judge'] - f1['judge']:.3f}"
-assert l1["tokens"] < f1["tokens"], f"β = 0.3 should end shorter: {l1['tokens']:.2f} vs {f1['tokens']:.2f} tokens"
+checks = {f"β = 0.01: responses grow by > 0.5 tokens ({f0['tokens']:.2f} -> {f1['tokens']:.2f})": f1["tokens"] > f0["tokens"] + 0.5,
+          f"β = 0.01: the judge falls by > 0.1 ({f0['judge']:.3f} -> {f1['judge']:.3f})": f1["judge"] < f0["judge"] - 0.1,
+          f"β = 0.3 ends at a smaller KL ({l1['kl']:.2f} vs {f1['kl']:.2f})": l1["kl"] < f1["kl"],
+          f"β = 0.3 loses less judge ({l0['judge'] - l1['judge']:.3f} vs {f0['judge'] - f1['judge']:.3f})":
+              l0["judge"] - l1["judge"] < f0["judge"] - f1["judge"],
+          f"β = 0.3 ends shorter ({l1['tokens']:.2f} vs {f1['tokens']:.2f} tokens)": l1["tokens"] < f1["tokens"]}
+for claim, holds in checks.items():
+    print(("holds   " if holds else "FAILS   ") + claim)
+if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
+    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
+elif not all(checks.values()):
+    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
 
 # %% [markdown]
 # Read the tables: with the weak leash (β = 0.01) the biased reward climbs, responses get **longer** (the share

@@ -466,13 +466,19 @@ for name, lg in (("GRPO", grpo_log), ("expert iteration", ei_log)):
     print(f"{name:17} sample reward {r0:.3f} -> {r1:.3f}   KL to SFT {k0:.4f} -> {k1:.4f}   length {n0:.2f} -> {n1:.2f}")
 
 # %%
-# The lesson's claims on this seed, asserted (tests/test_grpo.py asserts them on seeds 1 and 2)
+# The lesson's claims on this seed (tests/test_grpo.py asserts them on seeds 1 and 2)
 before, after = sft_report[RL_FAMILY], reports["SFT + GRPO"][RL_FAMILY]
 (r0, r1), losses, norms = first_last(grpo_log["reward"]), grpo_log["loss"], grpo_log["grad_norm"]
-assert after > before, f"GRPO should raise held-out {RL_FAMILY} exact match: {before:.3f} -> {after:.3f}"
-assert r1 > r0 + 0.1, f"the sample reward should rise by > 0.1: {r0:.3f} -> {r1:.3f}"
-assert max(abs(x) for x in losses) < 0.5, f"the printed loss should stay near 0: max |loss| {max(map(abs, losses)):.3f}"
-assert sum(n > 0 for n in norms) >= 0.8 * len(norms), "the gradient should be non-zero on most steps"
+checks = {f"GRPO raises held-out {RL_FAMILY} exact match ({before:.3f} -> {after:.3f})": after > before,
+          f"the sample reward rises by > 0.1 ({r0:.3f} -> {r1:.3f})": r1 > r0 + 0.1,
+          f"the printed loss stays near 0 (max |loss| {max(map(abs, losses)):.3f} < 0.5)": max(map(abs, losses)) < 0.5,
+          "the gradient is non-zero on ≥ 80 % of steps": sum(n > 0 for n in norms) >= 0.8 * len(norms)}
+for claim, holds in checks.items():
+    print(("holds   " if holds else "FAILS   ") + claim)
+if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
+    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
+elif not all(checks.values()):
+    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
