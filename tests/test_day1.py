@@ -165,10 +165,12 @@ LORA_SRC = SOLUTIONS / DAY / "02_lora_from_scratch.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_lora_vs_full_finetune_outcome(seed):
-    """nb2 §5 on each seed: LoRA on the projections alone stays far from full FT at this budget; with the embeddings
-    and LM head trainable LoRA r=8 matches it (within 0.15 nats of held-out loss)."""
+    """nb2 §5 on seeds 1 and 2: LoRA on the projections alone stays far from full FT at this budget; with the
+    embeddings and LM head trainable LoRA r=8 matches it (within 0.15 nats of held-out loss). Seed 0 is the notebook's
+    own run: its visible cell after §5 asserts the same claims (the day autograde test fails if the reference raises
+    in any cell)."""
     from course.loading import load_base, load_tokenizer
     from course.profiles import get_profile
     from course.notebook import quiet

@@ -1,6 +1,6 @@
 """Day 2 (RLHF): structure of the sources and planted bugs; the reference reward-model loss equal to trl's
 RewardTrainer on other pairs; the toy RLHF loop's reward improvement and the reward-hacking demonstration across
-seeds 0–2. Full autograde + mutants: tests/test_days_autograde.py."""
+seeds 1–2 (seed 0 is asserted by the notebooks themselves). Full autograde + mutants: tests/test_days_autograde.py."""
 
 from __future__ import annotations
 
@@ -105,10 +105,11 @@ def test_off_topic_pairs_answer_another_question():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_competent_reward_model_knows_the_facts_the_trunk_model_misses(rm_world, seed):
-    """The lesson of notebook 1 §3–4 on each seed: the trunk-only reward model is near chance on wrong-fact pairs;
-    the likelihood reward model on the SFT model is well above it, and good on off-topic answers."""
+    """The lesson of notebook 1 §4–5 on seeds 1 and 2: the trunk-only reward model is near chance on wrong-fact pairs;
+    the likelihood reward model on the SFT model is well above it, and good on off-topic answers. Seed 0 is the
+    notebook's own run: its visible cell after §5 asserts the same claims."""
     ns = rm_world
     rows, test = ns["train_rows"], ns["test_rows"]
     torch.manual_seed(seed)
@@ -161,7 +162,7 @@ def test_reference_clipped_surrogate_gradient_is_zero_exactly_where_clipped():
     assert (logp.grad[clipped] == 0).all() and (logp.grad[~clipped] != 0).all()
 
 
-# ---------------------------------------------------------------- notebook 2: the loop and the hack, seeds 0–2
+# ---------------------------------------------------------------- notebook 2: the loop and the hack, seeds 1–2 (seed 0: the notebook asserts)
 
 LOOP_CELLS = {"response_logprobs", "kl_estimate", "kl_penalised_rewards", "gae_advantages", "clipped_surrogate_loss"}
 _WORLDS: dict = {}
@@ -198,11 +199,12 @@ def rlhf_world(seed):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("day2_rlhf")
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_ppo_under_the_competent_reward_model_raises_the_heldout_judge(seed):
-    """Notebook 2 §6 on each seed: PPO on notebook 1's competent reward model raises the rule judge's score on the
+    """Notebook 2 §6 on seeds 1 and 2: PPO on notebook 1's competent reward model raises the rule judge's score on the
     fixed held-out set (the policy never sees the judge), while its reward-model score rises and it moves off the
-    reference."""
+    reference. Seed 0 is the notebook's own run: its visible cell after §6 asserts the same three claims (the day
+    autograde test fails if the reference raises in any cell)."""
     ns = rlhf_world(seed)
     _, reports = ns["rlhf"](ns["sft"], ns["learned_reward"], seed=seed, eval_every=8)
     (_, first), (_, last) = reports[0], reports[-1]
@@ -213,10 +215,11 @@ def test_ppo_under_the_competent_reward_model_raises_the_heldout_judge(seed):
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("day2_rlhf")
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_reward_hacking_lowers_the_judge_through_length_and_beta_leashes_it(seed):
-    """Notebook 2 §7 on each seed: under the length-biased reward model with a weak leash the biased reward and the
-    response length rise and the held-out judge falls; the strong leash keeps the KL smaller and loses less judge."""
+    """Notebook 2 §7 on seeds 1 and 2: under the length-biased reward model with a weak leash the response length
+    rises and the held-out judge falls; the strong leash keeps the KL smaller and loses less judge. Seed 0 is the
+    notebook's own run: its visible cell after §7 asserts the same five claims."""
     ns = rlhf_world(seed)
     runs = {b: ns["rlhf"](ns["sft"], ns["flawed_reward"], beta=b, max_new_tokens=12, seed=seed, eval_every=8,
                           eval_reward=ns["biased_reward_model"])[1] for b in (0.01, 0.3)}

@@ -1,6 +1,7 @@
 """Day 2 nb4 (GRPO, RLOO, RLVR): the reference solutions against trl 1.16's real ``GRPOTrainer`` / ``RLOOTrainer`` on
 batches they sample themselves, on prompts, rewards and options the notebook does not use; and, slow, the RLVR
-lesson on three seeds (GRPO with the exact-match reward raises held-out addition exact match on each).
+lesson on seeds 1 and 2 (GRPO with the exact-match reward raises held-out addition exact match on each; seed 0 is
+asserted by the notebook itself).
 Full autograde + mutants: tests/test_days_autograde.py and ``course mutants day2 --notebook 04_grpo_rlvr``."""
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def test_rloo_advantages_and_loss_equal_rloo_trainer(world, normalize):
     assert torch.allclose(ours_loss, trainer._compute_loss(trainer.model, batch), atol=1e-6)
 
 
-# ---------------------------------------------------------------- the RLVR lesson on three seeds
+# ---------------------------------------------------------------- the RLVR lesson on seeds 1–2 (0: the notebook)
 
 RUN_CELLS = EXERCISES | {"given_sft_policy", "given_rl_loop"}
 
@@ -130,10 +131,11 @@ def rl_world():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_grpo_with_a_verifiable_reward_raises_heldout_addition(rl_world, seed):
-    """§5 on each seed: GRPO (trl's defaults: dapo, β = 0) on training sums raises held-out addition exact match,
-    and the sample reward rises while the printed loss stays near 0."""
+    """§5 on seeds 1 and 2: GRPO (trl's defaults: dapo, β = 0) on training sums raises held-out addition exact match,
+    and the sample reward rises while the printed loss stays near 0. Seed 0 is the notebook's own run: its visible
+    cell after §5's table asserts the same claims (the day autograde test fails if the reference raises in any cell)."""
     ns = rl_world
     sft = ns["sft_policy"](seed)
     before = ns["heldout_report"](sft)["addition"]

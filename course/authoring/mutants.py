@@ -1,9 +1,10 @@
 """Planted bugs: does each wrong version of an exercise make that exercise's tests fail?
 
-A notebook's reference runs ONCE in a live kernel. Then for each mutant (``autograder/mutants/<day>/<nb>.yaml``,
+A notebook's reference runs ONCE in a live kernel, up to the last test cell of its last exercise. Then for each mutant (``autograder/mutants/<day>/<nb>.yaml``,
 see docs/AUTHORING.md) the exercise's solution cell is executed with the mutant's text replacements, followed by
-the cells after it up to the exercise's last test cell (``<exercise>__*``); the failing tests are recorded, and
-the reference is restored by re-running the same span with the reference solution (its tests must pass again).
+the cells after it up to the exercise's last test cell (``<exercise>__*``); the failing tests are recorded. After
+the last mutant of an exercise, the reference is restored by re-running the same span with the reference solution
+(its tests must pass again).
 """
 
 from __future__ import annotations
@@ -157,7 +158,10 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
     with tempfile.TemporaryDirectory(prefix="course-mutants-") as cwd, LiveKernel(nb, Path(cwd), timeout, threads) as k:
         failed_ref: dict[str, str] = {}
         timed_out_ref = None
-        for i, c in enumerate(cells):
+        # cells after the last test cell of any exercise are in no span: the planted bugs never need them (the day's
+        # autograde test runs them, and fails if the reference raises there)
+        last_needed = max((max(t) for ex, t in tests.items() if ex in solutions), default=len(cells) - 1)
+        for i, c in enumerate(cells[:last_needed + 1]):
             if c.cell_type != "code":
                 continue
             err = error_message(k.run(c, i))
@@ -172,8 +176,14 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
         if failed_ref:
             for cid, err in failed_ref.items():
                 report.problems.append(f"the reference solution fails in {cid}: {err}")
-        for m, mutated in runnable:
+        # Mutants of one exercise run back to back; the reference is restored (and its tests re-checked) once after
+        # the last of them: each mutant re-runs the same span from its own solution cell, so what an earlier mutant
+        # left behind is recomputed, and a span that keeps state between runs still fails the re-check at the end.
+        order = {ex: i for i, ex in enumerate(solutions)}
+        runnable.sort(key=lambda mm: order[mm[0].exercise])      # stable: the file's order within an exercise
+        for n_run, (m, mutated) in enumerate(runnable):
             r = by_id[m.id]
+            last_of_exercise = n_run + 1 == len(runnable) or runnable[n_run + 1][0].exercise != m.exercise
             if progress:
                 progress(r)
             if timed_out_ref:
@@ -202,6 +212,9 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
                                        "ran (a loaded machine? raise --timeout)")
                             r.caught_by = []
                         break            # the interrupted kernel's later cells would fail for that reason
+            interrupted = r.error is not None or any(c.endswith("(timed out)") for c in r.caught_by)
+            if not (last_of_exercise or interrupted):
+                continue
             # restore the reference and check that its tests pass again
             k.run(cells[start], start)
             still = []
@@ -213,8 +226,9 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
                 if err and j in own_tests:
                     still.append(grade_id(cells[j]))
             if still:
-                report.problems.append(f"after {m.id}, re-running the reference left {still} failing: a cell keeps "
-                                       "state between runs (make test cells self-contained)")
+                report.problems.append(f"after {m.id} (the last planted bug of {m.exercise}), re-running the reference "
+                                       f"left {still} failing: a cell keeps state between runs (make test cells "
+                                       "self-contained)")
     return report
 
 

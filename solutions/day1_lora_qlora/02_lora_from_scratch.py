@@ -468,7 +468,11 @@ compare = {"base (no training)": (heldout_loss(base), 0, 0)}
 for name, method, r in progress([("full fine-tune", "full", 0), ("LoRA r=1", "lora", 1), ("LoRA r=8", "lora", 8),
                                  ("LoRA r=32", "lora", 32), ("LoRA r=8 + embeddings", "lora+embeddings", 8)],
                                 desc="LoRA vs full"):
-    compare[name] = finetune(method, r)
+    if name == "LoRA r=8":           # §4's run is this one (same seed, init, lr, steps and batches): reuse it
+        params = [p for p in lora_model.parameters() if p.requires_grad]
+        compare[name] = (heldout_loss(lora_model), sum(p.numel() for p in params), train_state_bytes(params))
+    else:
+        compare[name] = finetune(method, r)
 print(f"{'':24}{'held-out loss':>14}{'trainable':>12}{'grad+Adam bytes':>17}")
 for name, (loss, n, nbytes) in compare.items():
     print(f"{name:24}{loss:>14.4f}{n:>12,}{nbytes:>17,}")
@@ -483,6 +487,14 @@ emb = sum(p.numel() for p in (*base.get_input_embeddings().parameters(), *base.g
 mistral = model_spec("mistral-7b")
 print(f"embeddings + LM head: {emb / compare['full fine-tune'][1]:.0%} of this model's parameters; "
       f"{2 * mistral.vocab_size * mistral.hidden_size / count_params(mistral):.1%} of Mistral-7B's")
+
+# %%
+# The lesson's claims on this seed, asserted (tests/test_day1.py asserts them on seeds 1 and 2)
+lora8, emb8, full = compare["LoRA r=8"], compare["LoRA r=8 + embeddings"], compare["full fine-tune"]
+assert lora8[0] > full_loss + 2.0, f"LoRA r=8 should stay far from full FT: {lora8[0]:.3f} vs {full_loss:.3f}"
+assert abs(emb8[0] - full_loss) < 0.15, f"LoRA r=8 + embeddings should match full FT: {emb8[0]:.3f} vs {full_loss:.3f}"
+assert lora8[1] < 0.1 * full[1] and lora8[2] < 0.1 * full[2], \
+    "LoRA r=8 should train < 10 % of the parameters and hold < 10 % of the gradient + Adam bytes"
 
 # %% [markdown]
 # **Read it honestly.** At this budget LoRA on the projections is *not* near full fine-tuning: every rank leaves

@@ -14,15 +14,15 @@
 #
 # 1. preference data: (prompt, chosen, rejected) triplets — where they come from, and the tiny world's set;
 # 2. a reward model from scratch: the tiny model plus a scalar head that reads the **last non-pad token**;
-# 3. the Bradley–Terry loss $\mathcal{L}_{RM} = -\log\sigma\big(r(x, y_w) - r(x, y_l)\big)$, trained and
-#    early-stopped on held-out pairs, its accuracy measured **per kind of error**;
-# 4. a competent reward model: what the trunk-only model misses, the SFT model's own likelihood knows;
-# 5. **equal to trl**: on the same batch and weights, our loss is `trl.RewardTrainer`'s.
+# 3. the Bradley–Terry loss $\mathcal{L}_{RM} = -\log\sigma\big(r(x, y_w) - r(x, y_l)\big)$, **equal to trl**: on the
+#    same batch and weights, our loss is `trl.RewardTrainer`'s;
+# 4. the reward model trained with it and early-stopped on held-out pairs, its accuracy measured **per kind of error**;
+# 5. a competent reward model: what the trunk-only model misses, the SFT model's own likelihood knows.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
 RM_STEPS = 40        # reward-model training steps (early-stopped on validation pairs)
-SFT_STEPS = 30       # supervised fine-tuning steps of the SFT model §4 reads (notebook 2's starting policy)
+SFT_STEPS = 30       # supervised fine-tuning steps of the SFT model §5 reads (notebook 2's starting policy)
 
 # %%
 from course.notebook import setup
@@ -290,7 +290,50 @@ assert type(_acc) is float and _acc == 1.0 and abs(_loss.item() - math.log(1 + m
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 3. Train it
+# ## 3. Equal to trl's `RewardTrainer`
+# Before training with your loss, check it against the library. trl's reward model is
+# `AutoModelForSequenceClassification` with `num_labels=1`: the same trunk, a bias-free `score` head, pooled at the
+# last non-pad token. Copy our (still untrained) weights into one, let `RewardTrainer` evaluate a held-out batch
+# (its `compute_loss` is `-logsigmoid(chosen - rejected).mean()` over a chosen-first batch), and compare.
+# `bf16=False` keeps trl in float32 on CPU.
+
+# %% nbgrader={"grade": false, "grade_id": "given_trl_reward_trainer", "locked": true, "schema_version": 3, "solution": false, "task": false}
+def as_conversation(row):
+    return {"prompt": [{"role": "user", "content": row["prompt"]}],
+            "chosen": [{"role": "assistant", "content": row["chosen"]}],
+            "rejected": [{"role": "assistant", "content": row["rejected"]}]}
+
+
+trl_model = LlamaForSequenceClassification.from_pretrained(str(profile.model), num_labels=1)
+trl_model.load_state_dict({k.replace("backbone.", "model."): v for k, v in reward_model.state_dict().items()})
+eval_rows = list(prefs["test"])[5::13][:16]                      # 16 held-out pairs of every kind
+eval_ds = Dataset.from_list([as_conversation(r) for r in eval_rows])
+trainer = RewardTrainer(
+    model=trl_model, processing_class=tokenizer, train_dataset=eval_ds, eval_dataset=eval_ds,
+    args=RewardConfig(output_dir="/tmp/course_day2_rm", per_device_eval_batch_size=len(eval_rows), bf16=False,
+                      use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True))
+trl_metrics = trainer.evaluate()
+trl_batch = next(iter(trainer.get_eval_dataloader()))
+print({k: round(v, 6) for k, v in trl_metrics.items() if k in ("eval_loss", "eval_accuracy", "eval_margin")})
+
+# %%
+mine = pair_batch(eval_rows)
+print("same input_ids as trl's collator:", torch.equal(mine["input_ids"], trl_batch["input_ids"]))
+with torch.no_grad():
+    my_loss, my_acc = reward_batch_loss(reward_model, trl_batch)
+print(f"loss      from scratch {my_loss.item():.6f}   trl {trl_metrics['eval_loss']:.6f}   "
+      f"|diff| {abs(my_loss.item() - trl_metrics['eval_loss']):.1e}")
+print(f"accuracy  from scratch {my_acc:.6f}   trl {trl_metrics['eval_accuracy']:.6f}")
+
+# %% nbgrader={"grade": true, "grade_id": "reward_batch_loss__equals_trl", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+with torch.no_grad():
+    _loss, _acc = reward_batch_loss(reward_model, trl_batch)
+assert abs(_loss.item() - trl_metrics["eval_loss"]) < 1e-5, \
+    f"from-scratch loss {_loss.item():.6f} must equal trl's {trl_metrics['eval_loss']:.6f} to 1e-5"
+assert abs(_acc - trl_metrics["eval_accuracy"]) < 1e-6, "pair accuracy as trl logs it (strict >)"
+
+# %% [markdown]
+# ## 4. Train it
 # Given: a plain loop — AdamW, batches of 16 pairs drawn from all four kinds, the pair accuracy measured every few
 # steps on 96 **validation** pairs (prompts about items the training pairs never mention). Reward models overfit
 # fast (InstructGPT trained theirs for one epoch), so the loop keeps the weights of the best validation step
@@ -363,7 +406,7 @@ print(f"{len(test_rows)} held-out test pairs:", "  ".join(f"{k} {v:.1%}" for k, 
 # steps; `off_topic` (does the answer match the question?) comes partly; telling a **wrong** fact from the right one is
 # near 50 %, a coin flip: the score head on the last hidden state does not reach the facts the model knows.
 #
-# ## 4. A competent reward model
+# ## 5. A competent reward model
 # Real reward models start from the SFT model (InstructGPT: a 6B SFT model with its unembedding replaced by a scalar
 # head), so what the language model knows is there to be read. Our tiny SFT model *does* know which answer is right:
 # the mean log-probability it gives a response, $\bar\ell(y\mid x) = \frac1{|y|}\sum_t \log\pi_\text{SFT}(y_t\mid x,
@@ -390,7 +433,7 @@ def prompts_of(rows):
 sft = sft_model()
 lp = {side: mean_logprob(sft, tokenizer, prompts_of(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
 lp_empty = {side: mean_logprob(sft, tokenizer, [""] * len(test_rows), [r[side] for r in test_rows]) for side in ("chosen", "rejected")}
-signals = {"trunk reward model (§3)": trunk_acc,
+signals = {"trunk reward model (§4)": trunk_acc,
            "mean log-prob ℓ̄(y|x)": accuracy_by_kind(lp["chosen"], lp["rejected"], test_rows),
            "PMI ℓ̄(y|x) − ℓ̄(y|∅)": accuracy_by_kind(lp["chosen"] - lp_empty["chosen"],
                                                    lp["rejected"] - lp_empty["rejected"], test_rows)}
@@ -417,53 +460,19 @@ print(f"{'competent reward model':28}" + "".join(f"{v:11.1%}" for v in competent
 print(f"wrong-fact pairs: trunk {trunk_acc['wrong']:.1%} -> competent {competent_acc['wrong']:.1%};  "
       f"off-topic: {trunk_acc['off_topic']:.1%} -> {competent_acc['off_topic']:.1%}")
 
+# %%
+# The lesson's claim on this seed, asserted (tests/test_day2.py asserts it on seeds 1 and 2)
+assert trunk_acc["wrong"] < 0.65 and trunk_acc["curt"] > 0.9, f"the trunk model: format yes, facts near chance: {trunk_acc}"
+assert competent_acc["wrong"] > 0.8 and competent_acc["wrong"] > trunk_acc["wrong"] + 0.2, \
+    f"the likelihood should know the facts: {competent_acc} vs trunk {trunk_acc}"
+assert competent_acc["off_topic"] > 0.7 and competent_acc["all"] > trunk_acc["all"], \
+    f"PMI should cover off-topic answers: {competent_acc} vs trunk {trunk_acc}"
+
 # %% [markdown]
 # Compare the rows. The likelihood knows the facts (its `wrong` column is far above the trunk model's coin flip),
 # PMI covers its off-topic blind spot, and the fitted combination is the best overall row. This competent reward
 # model is the one notebook 2 optimises with PPO. It is still a proxy: its remaining errors are where a policy
 # that optimises it can go wrong.
-
-# %% [markdown]
-# ## 5. Equal to trl's `RewardTrainer`
-# trl's reward model is `AutoModelForSequenceClassification` with `num_labels=1`: the same trunk, a bias-free
-# `score` head, pooled at the last non-pad token. Copy our weights into one, let `RewardTrainer` evaluate a held-out
-# batch (its `compute_loss` is `-logsigmoid(chosen - rejected).mean()` over a chosen-first batch), and compare.
-# `bf16=False` keeps trl in float32 on CPU.
-
-# %% nbgrader={"grade": false, "grade_id": "given_trl_reward_trainer", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def as_conversation(row):
-    return {"prompt": [{"role": "user", "content": row["prompt"]}],
-            "chosen": [{"role": "assistant", "content": row["chosen"]}],
-            "rejected": [{"role": "assistant", "content": row["rejected"]}]}
-
-
-trl_model = LlamaForSequenceClassification.from_pretrained(str(profile.model), num_labels=1)
-trl_model.load_state_dict({k.replace("backbone.", "model."): v for k, v in reward_model.state_dict().items()})
-eval_rows = test_rows[100:116]
-eval_ds = Dataset.from_list([as_conversation(r) for r in eval_rows])
-trainer = RewardTrainer(
-    model=trl_model, processing_class=tokenizer, train_dataset=eval_ds, eval_dataset=eval_ds,
-    args=RewardConfig(output_dir="/tmp/course_day2_rm", per_device_eval_batch_size=len(eval_rows), bf16=False,
-                      use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True))
-trl_metrics = trainer.evaluate()
-trl_batch = next(iter(trainer.get_eval_dataloader()))
-print({k: round(v, 6) for k, v in trl_metrics.items() if k in ("eval_loss", "eval_accuracy", "eval_margin")})
-
-# %%
-mine = pair_batch(eval_rows)
-print("same input_ids as trl's collator:", torch.equal(mine["input_ids"], trl_batch["input_ids"]))
-with torch.no_grad():
-    my_loss, my_acc = reward_batch_loss(reward_model, trl_batch)
-print(f"loss      from scratch {my_loss.item():.6f}   trl {trl_metrics['eval_loss']:.6f}   "
-      f"|diff| {abs(my_loss.item() - trl_metrics['eval_loss']):.1e}")
-print(f"accuracy  from scratch {my_acc:.6f}   trl {trl_metrics['eval_accuracy']:.6f}")
-
-# %% nbgrader={"grade": true, "grade_id": "reward_batch_loss__equals_trl", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
-with torch.no_grad():
-    _loss, _acc = reward_batch_loss(reward_model, trl_batch)
-assert abs(_loss.item() - trl_metrics["eval_loss"]) < 1e-5, \
-    f"from-scratch loss {_loss.item():.6f} must equal trl's {trl_metrics['eval_loss']:.6f} to 1e-5"
-assert abs(_acc - trl_metrics["eval_accuracy"]) < 1e-6, "pair accuracy as trl logs it (strict >)"
 
 # %% [markdown]
 # **Interview answers this notebook backs with numbers**
@@ -472,9 +481,9 @@ assert abs(_acc - trl_metrics["eval_accuracy"]) < 1e-6, "pair accuracy as trl lo
 # - *How does a reward model produce one number from a sequence?* A linear head on the hidden state of the last
 #   non-pad token of prompt + response (§2).
 # - *What is the reward model's loss?* Bradley–Terry, $-\log\sigma(r_w - r_l)$, averaged over pairs — exactly trl's
-#   `RewardTrainer` loss on the same batch (§4). It only sees *differences*: adding a constant to every reward changes
+#   `RewardTrainer` loss on the same batch (§3). It only sees *differences*: adding a constant to every reward changes
 #   nothing, which is why trl offers `center_rewards_coefficient`.
-# - *Is a reward model a faithful judge?* No — held-out accuracy by kind (§3) shows what it learned and what it did not.
+# - *Is a reward model a faithful judge?* No — held-out accuracy by kind (§4) shows what it learned and what it did not.
 # - *Why initialise the reward model from the SFT model?* Its knowledge is what tells a wrong fact from a right one:
 #   a small head on a briefly trained trunk learns format only; the SFT model's own likelihood (with PMI for
-#   off-topic answers) reaches the facts (§4). *Why early-stop?* Held-out accuracy peaks and then falls (§3).
+#   off-topic answers) reaches the facts (§5). *Why early-stop?* Held-out accuracy peaks and then falls (§4).

@@ -477,15 +477,16 @@ def evaluate(policy, ref, reward_fn, max_new_tokens=8, seed=1234):
 # baseline, as in RLOO: the question's difficulty cancels, only "better or worse than my siblings" remains); compute
 # the old log-probs, the reference log-probs and the values (no gradient); per-token rewards with the KL penalty;
 # GAE advantages and returns; then **2 PPO epochs** over the 96 responses in minibatches of 48: the clipped
-# surrogate loss plus a value loss $\tfrac12(V_t - R_t)^2$ weighted 0.1. The held-out report is taken every 2
-# updates.
+# surrogate loss plus a value loss $\tfrac12(V_t - R_t)^2$ weighted 0.1. The held-out report is taken every 4
+# updates (runs from the same start, scored the same way, share the report at update 0).
 
 # %% nbgrader={"grade": false, "grade_id": "given_rlhf_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def rlhf(sft_model, reward_fn, *, beta=0.05, updates=8, prompts_per_update=24, samples_per_prompt=4,
          max_new_tokens=8, lr=4e-4, ppo_epochs=2, minibatch=48, clip_eps=0.2, gamma=1.0, lam=0.95, vf_coef=0.1,
-         seed=0, eval_every=2, eval_reward=None, desc="PPO"):
+         seed=0, eval_every=4, eval_reward=None, start_report=None, desc="PPO"):
     """PPO with a KL penalty from `sft_model`. reward_fn(prompt_indices, texts) -> (B,) scores.
-    Returns the trained policy and the held-out reports [(update, report)] (report scored by `eval_reward`)."""
+    Returns the trained policy and the held-out reports [(update, report)] (report scored by `eval_reward`);
+    `start_report` is the update-0 report of another run from the same `sft_model`, scored the same way."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     policy, ref = frozen_copy(sft_model).requires_grad_(True).train(), frozen_copy(sft_model)
@@ -494,7 +495,7 @@ def rlhf(sft_model, reward_fn, *, beta=0.05, updates=8, prompts_per_update=24, s
     optimizer = torch.optim.Adam([{"params": policy.parameters(), "lr": lr},
                                   {"params": value_head.parameters(), "lr": 10 * lr}])
     eval_reward = eval_reward or reward_model
-    reports = [(0, evaluate(policy, ref, eval_reward, max_new_tokens))]
+    reports = [(0, start_report or evaluate(policy, ref, eval_reward, max_new_tokens))]
     G = samples_per_prompt
     for update in progress(range(1, updates + 1), desc=desc):
         idx = [i for i in torch.randint(len(prompts), (prompts_per_update,), generator=g).tolist() for _ in range(G)]
@@ -542,13 +543,20 @@ def show(name, reports):
 
 
 _, rm_reports = rlhf(sft, learned_reward, desc="PPO, competent RM")
-_, oracle_reports = rlhf(sft, oracle_reward, desc="PPO, oracle reward")
+_, oracle_reports = rlhf(sft, oracle_reward, start_report=rm_reports[0][1], desc="PPO, oracle reward")
 show("competent reward model", rm_reports)
 show("oracle (the judge)", oracle_reports)
 for name, reps in (("competent RM", rm_reports), ("oracle", oracle_reports)):
     (_, a), (_, b) = reps[0], reps[-1]
     print(f"{name:>12}: judge {a['judge']:.3f} -> {b['judge']:.3f} ({b['judge'] - a['judge']:+.3f});  " +
           "  ".join(f"{k} {b[k] - a[k]:+.3f}" for k in ("correct", "complete", "concise")))
+
+# %%
+# The lesson's claim on this seed, asserted (tests/test_day2.py asserts it on seeds 1 and 2)
+(_, first), (_, last) = rm_reports[0], rm_reports[-1]
+assert last["judge"] > first["judge"] + 0.05, f"PPO should raise the held-out judge: {first['judge']:.3f} -> {last['judge']:.3f}"
+assert last["score"] > first["score"] + 0.3, f"PPO should raise the RM score: {first['score']:.3f} -> {last['score']:.3f}"
+assert last["kl"] > 0.3, f"the policy should move from the reference: KL {last['kl']:.3f}"
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
@@ -566,8 +574,8 @@ print("held-out samples after: ", list(zip(eval_prompts[::40], rm_reports[-1][1]
 # are close. The per-column gains say *where* each run improved: most in `complete` (fewer broken fragments, such as
 # the stray tokens after the full stop in the samples before), least in `correct`. A policy can only up-weight
 # answers it already samples, and on unseen items it rarely samples the right fact. The reward model's own score
-# rises with the KL, as it must: PPO climbs what it is shown. tests/test_day2.py asserts the judge's rise under the
-# competent reward model on seeds 0–2.
+# rises with the KL, as it must: PPO climbs what it is shown. The judge's rise under the competent reward model is
+# asserted above on this seed and in tests/test_day2.py on seeds 1 and 2.
 
 # %% [markdown]
 # ## 7. Reward hacking
@@ -605,8 +613,11 @@ for name, text in probe.items():
 
 # %%
 HACK_BETAS = (0.01, 0.3)
-hack_reports = {b: rlhf(sft, flawed_reward, beta=b, max_new_tokens=12, eval_reward=biased_reward_model,
-                        desc=f"PPO, length-biased RM, β = {b}")[1] for b in HACK_BETAS}
+hack_reports = {}
+for b in HACK_BETAS:
+    hack_reports[b] = rlhf(sft, flawed_reward, beta=b, max_new_tokens=12, eval_reward=biased_reward_model,
+                           start_report=hack_reports[HACK_BETAS[0]][0][1] if hack_reports else None,
+                           desc=f"PPO, length-biased RM, β = {b}")[1]
 for b, reps in hack_reports.items():
     show(f"length-biased RM, β = {b}", reps)
 LONG = 9                                             # tokens: longer than any answer sentence of the tiny world
@@ -624,6 +635,17 @@ print(f"β = {HACK_BETAS[0]}, last report: judge of responses ≤ {LONG} tokens 
       f"({int((~long).sum())} of them), > {LONG} tokens {marks[long].mean():.2f} ({int(long.sum())})")
 print("samples:", list(zip(eval_prompts[::40], final["texts"][::40])))
 
+# %%
+# The lesson's claims on this seed, asserted (tests/test_day2.py asserts them on seeds 1 and 2)
+(_, f0), (_, f1) = hack_reports[0.01][0], hack_reports[0.01][-1]
+(_, l0), (_, l1) = hack_reports[0.3][0], hack_reports[0.3][-1]
+assert f1["tokens"] > f0["tokens"] + 0.5, f"β = 0.01: responses should grow: {f0['tokens']:.2f} -> {f1['tokens']:.2f} tokens"
+assert f1["judge"] < f0["judge"] - 0.1, f"β = 0.01: the judge should fall: {f0['judge']:.3f} -> {f1['judge']:.3f}"
+assert l1["kl"] < f1["kl"], f"β = 0.3 should end at a smaller KL: {l1['kl']:.2f} vs {f1['kl']:.2f}"
+assert l0["judge"] - l1["judge"] < f0["judge"] - f1["judge"], \
+    f"β = 0.3 should lose less judge: {l0['judge'] - l1['judge']:.3f} vs {f0['judge'] - f1['judge']:.3f}"
+assert l1["tokens"] < f1["tokens"], f"β = 0.3 should end shorter: {l1['tokens']:.2f} vs {f1['tokens']:.2f} tokens"
+
 # %% [markdown]
 # Read the tables: with the weak leash (β = 0.01) the biased reward climbs, responses get **longer** (the share
 # longer than any answer sentence grows), and the judge falls, in all three marks. The samples show what PPO found:
@@ -631,7 +653,7 @@ print("samples:", list(zip(eval_prompts[::40], final["texts"][::40])))
 # paid per token. The split by length shows where the judge's marks went: the long responses score far lower than
 # the rest, so the drop comes *from* the exploited feature. That is **reward hacking**: the proxy rises, the truth
 # falls. With β = 0.3 every token that departs from the SFT model pays $\beta\log\frac{\pi}{\pi_\text{ref}}$: the
-# KL ends lower, the length barely moves and the judge holds (tests/test_day2.py checks these on seeds 0–2). β
+# KL ends lower, the length barely moves and the judge holds (asserted above on this seed, and in tests/test_day2.py on seeds 1 and 2). β
 # cannot make a flawed reward model right; the real fixes are better preference data, length penalties or
 # length-controlled judging, and ensembles.
 

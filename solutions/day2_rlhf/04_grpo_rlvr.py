@@ -466,6 +466,15 @@ for name, lg in (("GRPO", grpo_log), ("expert iteration", ei_log)):
     print(f"{name:17} sample reward {r0:.3f} -> {r1:.3f}   KL to SFT {k0:.4f} -> {k1:.4f}   length {n0:.2f} -> {n1:.2f}")
 
 # %%
+# The lesson's claims on this seed, asserted (tests/test_grpo.py asserts them on seeds 1 and 2)
+before, after = sft_report[RL_FAMILY], reports["SFT + GRPO"][RL_FAMILY]
+(r0, r1), losses, norms = first_last(grpo_log["reward"]), grpo_log["loss"], grpo_log["grad_norm"]
+assert after > before, f"GRPO should raise held-out {RL_FAMILY} exact match: {before:.3f} -> {after:.3f}"
+assert r1 > r0 + 0.1, f"the sample reward should rise by > 0.1: {r0:.3f} -> {r1:.3f}"
+assert max(abs(x) for x in losses) < 0.5, f"the printed loss should stay near 0: max |loss| {max(map(abs, losses)):.3f}"
+assert sum(n > 0 for n in norms) >= 0.8 * len(norms), "the gradient should be non-zero on most steps"
+
+# %%
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
 for key, ax, title in (("reward", axes[0], "mean reward (exact match of samples)"), ("kl", axes[1], "KL(π‖π_SFT) per token"),
                        ("length", axes[2], "response length (tokens)"), ("loss", axes[3], "the printed loss")):
@@ -483,7 +492,8 @@ plt.show()
 #
 # Expert iteration is the honest baseline: on the same samples it reaches a similar addition score, with no
 # negatives and no baseline (compare its row). This is one seed: which of the two forgets more is not settled by it.
-# What is asserted, on three seeds in `tests/test_grpo.py`, is the GRPO gain on held-out addition.
+# What is asserted, on this seed above and on seeds 1 and 2 in `tests/test_grpo.py`, is the GRPO gain on held-out
+# addition.
 
 # %% [markdown]
 # ## 6. The loss ≈ 0 is cosmetic: watch the reward

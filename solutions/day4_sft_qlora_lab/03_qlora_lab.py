@@ -412,47 +412,7 @@ assert _after < _before - 0.3, \
 
 
 # %% [markdown]
-# ## 6. How many optimizer steps, how much warmup
-#
-# With `per_device_train_batch_size` b, `gradient_accumulation_steps` g and N processes, one optimizer step sees
-# b·g·N examples (the **effective batch**). The Trainer's arithmetic, exactly: each process's dataloader has
-# ⌈⌈n/b⌉/N⌉ batches; an epoch is ⌈batches/g⌉ optimizer steps; the run is ⌈epochs · steps per epoch⌉ steps; a warmup
-# *ratio* w becomes ⌈w · total⌉ warmup steps.
-#
-# ### Exercise 4 — `schedule`
-# Return `(total_optimizer_steps, warmup_steps)`.
-
-# %% nbgrader={"grade": false, "grade_id": "schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
-def schedule(n_examples, per_device_batch, grad_accum, epochs=1.0, warmup_ratio=0.03, world_size=1):
-    """(total optimizer steps, warmup steps) of a Trainer run over n_examples."""
-    ### BEGIN SOLUTION
-    batches = math.ceil(math.ceil(n_examples / per_device_batch) / world_size)
-    steps_per_epoch = max(math.ceil(batches / grad_accum), 1)
-    total = math.ceil(epochs * steps_per_epoch)
-    warmup = math.ceil(total * warmup_ratio)
-    return total, warmup
-    ### END SOLUTION
-
-
-# %%
-total_steps, warmup = schedule(len(train_ds), profile.per_device_batch_size, profile.gradient_accumulation_steps,
-                               profile.epochs, profile.warmup_ratio)
-print(f"{len(train_ds)} examples · effective batch {profile.effective_batch_size} "
-      f"({profile.per_device_batch_size} × {profile.gradient_accumulation_steps} accumulation) · "
-      f"{total_steps} optimizer steps · {warmup} warmup")
-
-# %% nbgrader={"grade": true, "grade_id": "schedule__hand_cases", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
-assert schedule(100, 8, 4) == (4, 1), f"⌈100/8⌉ = 13 batches, ⌈13/4⌉ = 4 steps, ⌈0.12⌉ = 1 warmup step; got {schedule(100, 8, 4)}"
-assert schedule(100, 8, 4, epochs=2.5, warmup_ratio=0.1) == (10, 1), "⌈2.5 · 4⌉ = 10 steps, ⌈1.0⌉ = 1"
-### BEGIN HIDDEN TESTS
-assert schedule(14260, 4, 4) == (892, 27), "the a100 lab: 95 % of Dolly-15k, 4 × 4"
-assert schedule(14260, 4, 4, world_size=2) == (446, 14), "two GPUs halve the steps"
-assert schedule(5, 8, 4) == (1, 1)
-assert schedule(64, 8, 1, warmup_ratio=0.0) == (8, 0)
-### END HIDDEN TESTS
-
-# %% [markdown]
-# ## 7. Training: `SFTTrainer`
+# ## 6. Training: `SFTTrainer`
 #
 # The profile supplies every hyperparameter: on a100 the seed's (lr 2e-4, effective batch 16, one epoch). The tiny
 # profile's were **measured**, not copied: with the seed's shape scaled down (a large learning rate, one short
@@ -482,10 +442,54 @@ n_train = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
 print(f"trainable LoRA parameters: {n_train:,}")
 trainer.train()
 losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-print(f"{trainer.state.global_step} optimizer steps (schedule() said {total_steps}"
-      f"{'' if profile.max_train_steps is None else f', capped at {profile.max_train_steps} by the profile'}); "
-      f"warmup {trainer.args.get_warmup_steps(trainer.state.max_steps)} (schedule() said {warmup})")
+print(f"{trainer.state.global_step} optimizer steps"
+      f"{'' if profile.max_train_steps is None else f' (capped at {profile.max_train_steps} by the profile)'}; "
+      f"warmup {trainer.args.get_warmup_steps(trainer.state.max_steps)}")
 plot_curves({"training loss (per optimizer step)": losses}, title=f"QLoRA SFT, profile {profile.name}", smooth_window=3);
+
+# %% [markdown]
+# ## 7. How many optimizer steps, how much warmup
+#
+# The run above took a number of optimizer steps and warmup steps that the Trainer worked out itself. Where do
+# they come from?
+#
+# With `per_device_train_batch_size` b, `gradient_accumulation_steps` g and N processes, one optimizer step sees
+# b·g·N examples (the **effective batch**). The Trainer's arithmetic, exactly: each process's dataloader has
+# ⌈⌈n/b⌉/N⌉ batches; an epoch is ⌈batches/g⌉ optimizer steps; the run is ⌈epochs · steps per epoch⌉ steps; a warmup
+# *ratio* w becomes ⌈w · total⌉ warmup steps.
+#
+# ### Exercise 4 — `schedule`
+# Return `(total_optimizer_steps, warmup_steps)`.
+
+# %% nbgrader={"grade": false, "grade_id": "schedule", "locked": false, "schema_version": 3, "solution": true, "task": false}
+def schedule(n_examples, per_device_batch, grad_accum, epochs=1.0, warmup_ratio=0.03, world_size=1):
+    """(total optimizer steps, warmup steps) of a Trainer run over n_examples."""
+    ### BEGIN SOLUTION
+    batches = math.ceil(math.ceil(n_examples / per_device_batch) / world_size)
+    steps_per_epoch = max(math.ceil(batches / grad_accum), 1)
+    total = math.ceil(epochs * steps_per_epoch)
+    warmup = math.ceil(total * warmup_ratio)
+    return total, warmup
+    ### END SOLUTION
+
+
+# %%
+total_steps, warmup = schedule(len(train_ds), profile.per_device_batch_size, profile.gradient_accumulation_steps,
+                               profile.epochs, profile.warmup_ratio)
+print(f"{len(train_ds)} examples · effective batch {profile.effective_batch_size} "
+      f"({profile.per_device_batch_size} × {profile.gradient_accumulation_steps} accumulation) · "
+      f"{total_steps} optimizer steps · {warmup} warmup · the Trainer ran {trainer.state.global_step} steps, "
+      f"warmup {trainer.args.get_warmup_steps(trainer.state.max_steps)}")
+
+# %% nbgrader={"grade": true, "grade_id": "schedule__hand_cases", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+assert schedule(100, 8, 4) == (4, 1), f"⌈100/8⌉ = 13 batches, ⌈13/4⌉ = 4 steps, ⌈0.12⌉ = 1 warmup step; got {schedule(100, 8, 4)}"
+assert schedule(100, 8, 4, epochs=2.5, warmup_ratio=0.1) == (10, 1), "⌈2.5 · 4⌉ = 10 steps, ⌈1.0⌉ = 1"
+### BEGIN HIDDEN TESTS
+assert schedule(14260, 4, 4) == (892, 27), "the a100 lab: 95 % of Dolly-15k, 4 × 4"
+assert schedule(14260, 4, 4, world_size=2) == (446, 14), "two GPUs halve the steps"
+assert schedule(5, 8, 4) == (1, 1)
+assert schedule(64, 8, 1, warmup_ratio=0.0) == (8, 0)
+### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "schedule__equals_trainer", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _got = schedule(len(train_ds), profile.per_device_batch_size, profile.gradient_accumulation_steps, profile.epochs, profile.warmup_ratio)
