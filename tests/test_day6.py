@@ -259,10 +259,11 @@ NB3_CELLS = {"given_red_team", "given_constitution", "critique", "given_revise",
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_cai_loop_removes_harmful_compliance(seed):
     """Notebook 3's lesson: the helpful-only model complies with held-out harmful requests; SL-CAI on its own
-    revisions (with rehearsal) removes that without losing much helpfulness; without rehearsal it over-refuses."""
+    revisions (with rehearsal) removes that without losing much helpfulness; without rehearsal it over-refuses.
+    Seeds 1 and 2: seed 0 is the notebook's own run, whose §2 cell asserts the same claims (tiny)."""
     from course.alignment import train_dpo
 
     ns = solution_namespace(NB3, NB3_CELLS, train_dpo=train_dpo, copy=copy, **_tiny_names())
