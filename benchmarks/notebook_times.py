@@ -1,6 +1,6 @@
 """Execute every reference notebook (solutions/<day>/*.py) on a profile (default tiny); print wall and CPU time.
 
-    python benchmarks/notebook_times.py [day1 day3 day2_rlhf/01 ...] [--threads 1] [--profile small] [--cells N]
+    python benchmarks/notebook_times.py [day1 day3 day2_rlhf/01 ...] [--threads 1] [--profile small] [--cells N] [--blank]
 
 ``--profile`` sets ``COURSE_PROFILE`` in each kernel, which overrides the notebook's parameters cell (the small
 profile needs its model in the cache first: ``course models fetch small``).
@@ -30,17 +30,23 @@ from course.authoring.execution import kernel_env  # noqa: E402
 
 
 def run(path: Path, threads: int, timeout: int, profile: str | None = None, cells: int = 0,
-        save: Path | None = None) -> tuple[float, float, str]:
-    """Wall seconds, the kernel's CPU seconds (user + sys, from the reaped kernel process) and a status."""
+        save: Path | None = None, blank: bool = False) -> tuple[float, float, str]:
+    """Wall seconds, the kernel's CPU seconds (user + sys, from the reaped kernel process) and a status.
+    ``blank``: run the untouched student lesson (lessons/<day>/<nb>.ipynb) instead, every cell even after errors, as
+    the autograder does with a blank submission."""
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    nb = read_source(path)
+    if blank:
+        nb = nbformat.read(str(ROOT / "lessons" / path.parent.name / f"{path.stem}.ipynb"), as_version=4)
+    else:
+        nb = read_source(path)
     if cells:                                   # a start check: only the first `cells` code cells
         code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
         if len(code) > cells:
             nb.cells = nb.cells[:code[cells - 1] + 1]
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=False,
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=blank,
                             resources={"metadata": {"path": str(path.parent)}})
     env = kernel_env(threads)
     if profile:
@@ -49,7 +55,9 @@ def run(path: Path, threads: int, timeout: int, profile: str | None = None, cell
     t0 = time.perf_counter()
     try:
         client.execute(env=env)
-        status = "ok"
+        raised = sum(any(o.get("output_type") == "error" for o in c.get("outputs", [])) for c in nb.cells
+                     if c.cell_type == "code")
+        status = f"ok (blank: {raised} cells raised)" if blank else "ok"
     except CellExecutionError as e:
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))            # the traceback's colours
         lines = [ln for ln in text.strip().splitlines() if ln.strip()]
@@ -59,8 +67,6 @@ def run(path: Path, threads: int, timeout: int, profile: str | None = None, cell
         status = f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:80]
     wall = time.perf_counter() - t0
     if save:                                    # the executed notebook, outputs included (read what it printed)
-        import nbformat
-
         save.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, save / f"{path.parent.name}__{path.stem}.ipynb")
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)          # the kernel is a child, waited for at shutdown
@@ -77,6 +83,8 @@ def main() -> int:
     ap.add_argument("--profile", default=None, help="run every notebook on this profile (COURSE_PROFILE)")
     ap.add_argument("--cells", type=int, default=0, help="a start check: run only the first N code cells")
     ap.add_argument("--save", type=Path, default=None, help="write each executed notebook (with outputs) here")
+    ap.add_argument("--blank", action="store_true", help="run the untouched student lessons (every cell, errors "
+                    "allowed), as the autograder runs a blank submission")
     args = ap.parse_args()
     if args.profile:
         from course.profiles import get_profile
@@ -95,7 +103,7 @@ def main() -> int:
     print(f"{'notebook':<52} {'seconds':>8} {'cpu s':>8} {'load':>5}  status")
     total = total_cpu = 0.0
     for p in sources:
-        secs, cpu, status = run(p, args.threads, args.timeout, args.profile, args.cells, args.save)
+        secs, cpu, status = run(p, args.threads, args.timeout, args.profile, args.cells, args.save, args.blank)
         total += secs
         total_cpu += cpu
         print(f"{str(p.relative_to(ROOT / 'solutions')):<52} {secs:>8.1f} {cpu:>8.1f} {os.getloadavg()[0]:>5.1f}  {status}",

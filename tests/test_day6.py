@@ -12,6 +12,7 @@ import torch
 
 from course.authoring import reference
 from course.paths import SOLUTIONS
+from course.profiles import PROFILES
 
 DAY = "day6_alignment_lab"
 SOURCES = sorted((SOLUTIONS / DAY).glob("[0-9][0-9]_*.py"))
@@ -161,10 +162,6 @@ def test_reference_critics_rank_the_preference_set_like_the_judge():
 # Each test runs the notebook's own given cells (the exercises' reference solutions included) for one seed and
 # asserts the outcome its prose relies on.
 
-NB1_CELLS = {"given_noisy_demonstrations", "given_sft", "given_on_policy_pairs", "given_day3_pieces", "dpo_step",
-             "dpo_train", "given_methods", "win_rate"}
-
-
 def _tiny_names():
     from course.generation import answer, chat_prompt, generate
     from course.loading import load_base, load_tokenizer
@@ -175,45 +172,26 @@ def _tiny_names():
 
     quiet()
     torch.set_num_threads(1)
-    return dict(profile="tiny", tokenizer=load_tokenizer("tiny"), load_base=load_base, train_sft=train_sft,
+    return dict(profile=PROFILES["tiny"], tokenizer=load_tokenizer("tiny"), load_base=load_base, train_sft=train_sft,
                 answer=answer, chat_prompt=chat_prompt, generate=generate, tw_prefs=tw_prefs, tasks=tasks,
                 random=__import__("random"), re=__import__("re"), time=__import__("time"),
                 train_examples=tasks.examples("train"), heldout_examples=tasks.examples("heldout"),
                 train_prefs=tw_prefs.preferences("train"), progress=lambda x, **k: x)
 
 
-@pytest.fixture(scope="module")
-def nb1():
-    names = _tiny_names()
-    ns = solution_namespace(LOOP, NB1_CELLS, **names)
-    ns["demos"] = ns["noisy_demonstrations"](names["train_examples"])
-    return ns
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_on_policy_dpo_fixes_the_sft_defect(nb1, seed):
-    """Notebook 1's lesson: SFT on noisy demonstrations learns the chatty habit; DPO on the SFT policy's own judged
-    samples removes much of it, and the paired judge-score difference against SFT has a bootstrap CI above 0."""
-    ns, held = nb1, nb1["heldout_examples"]
-    sft_m, _ = ns["sft"](seed)
-    sft_ans = ns["answer"](sft_m, ns["tokenizer"], held)
-    pairs = ns["on_policy_pairs"](sft_m, seed)
-    dpo_m = copy.deepcopy(sft_m)
-    ns["dpo_train"](dpo_m, pairs, ns["DPO_STEPS"], beta=ns["BETA"], lr=ns["DPO_LR"], batch_size=ns["DPO_BS"], seed=seed)
-    dpo_ans = ns["answer"](dpo_m.eval(), ns["tokenizer"], held)
-    before, after = ns["judge_flags"](held, sft_ans), ns["judge_flags"](held, dpo_ans)
-    assert before["concise_on_chatty"] < 0.5, f"seed {seed}: SFT should carry the defect, {before}"
-    assert after["concise_on_chatty"] > before["concise_on_chatty"] + 0.2, f"seed {seed}: {before} -> {after}"
-    diffs = ns["judge_scores"](held, dpo_ans) - ns["judge_scores"](held, sft_ans)
-    mean, low, high = ns["bootstrap_ci"](diffs, seed=seed)
-    print(f"seed {seed}: {len(pairs)} pairs; concise_on_chatty {before['concise_on_chatty']:.3f} -> "
-          f"{after['concise_on_chatty']:.3f}; judge diff {mean:+.3f} [{low:+.3f}, {high:+.3f}]")
-    assert low > 0, f"seed {seed}: paired judge difference {mean:+.3f} [{low:+.3f}, {high:+.3f}] covers 0"
+def test_nb1_asserts_its_lesson_on_every_seed_it_trains():
+    """Notebook 1's lesson (SFT on noisy demonstrations learns the chatty habit; DPO and ORPO on the SFT policy's own
+    judged samples remove much of it, with a paired judge-score CI above 0) is asserted by the notebook itself, on
+    each of the seeds 0, 1, 2 its §6 trains (tiny), in a visible cell; the day autograde test runs it and fails if
+    the reference raises in any cell. A slow test re-training those seeds would only repeat them."""
+    src = LOOP.read_text()
+    assert 'SEEDS = ("sft", "sft+dpo", "sft+orpo"), profile.seeds(3)' in src
+    for check in ('claim(sft_rate < 0.5', 'claim(rate > sft_rate + 0.2', 'claim(low > 0', 'if profile.name == "tiny":\n        assert ok'):
+        assert check in src, check
 
 
 def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
-    ns = solution_namespace(LOOP, {"given_methods"})
+    ns = solution_namespace(LOOP, {"given_methods"}, profile=PROFILES["tiny"])
     g = torch.Generator().manual_seed(0)
     small, large = torch.randn(50, generator=g) + 0.3, torch.randn(5000, generator=g) + 0.3
     m, lo, hi = ns["bootstrap_ci"](small)
@@ -238,10 +216,11 @@ def nb2():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_best_of_n_gold_rises_under_a_decent_rm_and_not_under_the_blind_one(nb2, seed):
     """Notebook 2's lesson: with a proxy of known accuracy the kept sample's gold score rises with n and the last
-    doubling buys less than the first; the blind reward model's selection gains less gold than the proxy's."""
+    doubling buys less than the first; the blind reward model's selection gains less gold than the proxy's.
+    Seeds 1 and 2: seed 0 is the notebook's own run, whose §3 cell asserts the same claims (tiny)."""
     ns = nb2
     samples, blind, _ = ns["sample_and_score"](ns["policy"], ns["questions"], 16, seed=seed)
     gold = ns["gold_matrix"](ns["questions"], samples)
@@ -256,13 +235,14 @@ def test_best_of_n_gold_rises_under_a_decent_rm_and_not_under_the_blind_one(nb2,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_rejection_sampling_round_is_as_good_as_its_selector(nb2, seed):
     """Notebook 2 §4 on each seed: the oracle's best-of-16 beats greedy decoding on the round's prompts, and one SFT
     round on it raises greedy gold on questions the round never saw; the proxy's picks are worse than greedy, so its
     round loses gold, less than the unselected control; the blind selection loses the most.
     Measured (load ~16): oracle +0.136 / +0.082 / +0.118, proxy −0.036 / −0.055 / −0.073, control −0.055 / −0.145 /
-    −0.118, blind −0.345 / −0.218 / −0.327 on seeds 0 / 1 / 2."""
+    −0.118, blind −0.345 / −0.218 / −0.327 on seeds 0 / 1 / 2.
+    Seeds 1 and 2: seed 0 is the notebook's own run, whose §4 cell asserts the same claims (tiny)."""
     stats, res = nb2["rejection_sampling_round"](nb2["policy"], seed=seed)
     gain = {k: r["§3 questions"] - res["before"]["§3 questions"] for k, r in res.items() if k != "before"}
     print(f"seed {seed}: data gold " + ", ".join(f"{k} {v['gold']:.3f} ({v['same_as_greedy']:.0%} = greedy)"
@@ -279,10 +259,11 @@ NB3_CELLS = {"given_red_team", "given_constitution", "critique", "given_revise",
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_cai_loop_removes_harmful_compliance(seed):
     """Notebook 3's lesson: the helpful-only model complies with held-out harmful requests; SL-CAI on its own
-    revisions (with rehearsal) removes that without losing much helpfulness; without rehearsal it over-refuses."""
+    revisions (with rehearsal) removes that without losing much helpfulness; without rehearsal it over-refuses.
+    Seeds 1 and 2: seed 0 is the notebook's own run, whose §2 cell asserts the same claims (tiny)."""
     from course.alignment import train_dpo
 
     ns = solution_namespace(NB3, NB3_CELLS, train_dpo=train_dpo, copy=copy, **_tiny_names())

@@ -160,11 +160,13 @@ def check_notebook_constants(ns):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_deterministic_preferences_dpo_grows_ipo_and_cdpo_stop(seed):
-    """§5a on each seed (which pairs): IPO's per-token margin ends within 10 % of 1/(2β) and moves < 0.2 over the
+    """§5a on seeds 1 and 2 (which pairs): IPO's per-token margin ends within 10 % of 1/(2β) and moves < 0.2 over the
     last 10 steps, under a third of DPO's move; DPO's is > 2× IPO's and still rising (> 0.2); cDPO's summed margin
-    ends within 25 % of x*/β and moves less than half as much as DPO's; rDPO ends with the largest margin."""
+    ends within 25 % of x*/β and moves less than half as much as DPO's; rDPO ends with the largest margin.
+    Seed 0 is the notebook's own run: its cell after the §5a table asserts the same claims on tiny (run by the
+    day's autograde test)."""
     ns = runs_namespace()
     check_notebook_constants(ns)
     data = ns["pair_data"](ns["pick_pairs"]("train", ns["PER_KIND"], seed=seed))
@@ -184,11 +186,12 @@ def test_deterministic_preferences_dpo_grows_ipo_and_cdpo_stop(seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [1, 2])
 def test_length_simpo_and_kto_without_pairs(seed):
-    """§5b/§5c on each seed: the summed reference-free loss lowers the short `curt` rejected responses far more per
-    token than the long `rambling` ones (> 3×, and > 3× SimPO's ratio); KTO on single responses (no pairs) ranks
-    > 60 % of held-out pairs right, within 0.15 of DPO trained on the pairs."""
+    """§5b/§5c on seeds 1 and 2: the summed reference-free loss lowers the short `curt` rejected responses far more
+    per token than the long `rambling` ones (> 3×, and > 3× SimPO's ratio); KTO on single responses (no pairs) ranks
+    > 60 % of held-out pairs right, within 0.15 of DPO trained on the pairs. Seed 0 is the notebook's own run: its
+    cells after the §5b and §5c tables assert the same claims on tiny (run by the day's autograde test)."""
     ns = runs_namespace()
     data = ns["pair_data"](ns["pick_pairs"]("train", ns["PER_KIND"], seed=seed))
     ns["heldout_data"] = ns["pair_data"](ns["pick_pairs"]("test", 10, seed=seed))

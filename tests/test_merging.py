@@ -112,16 +112,7 @@ def test_linear_merge_has_cross_terms_cat_does_not(ns):
         assert (d["lin"] - exact).norm() > 0.1 * exact.norm()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_merging_claims_hold_on_each_seed(seed):
-    """The lesson's claims, per seed: the exact sum (weights 1, 1) and peft's factor-wise 'linear' (½, ½) both score
-    below the exact average (`cat`, ½, ½) on the two-task mean of held-out exact match."""
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(1)
-    ns_ = solution_namespace(SRC, EXERCISES | {"merge_experiment_given"}, PRELUDE)
-    res = ns_["merge_experiment"](seed)
-    mean = {k: sum(v.values()) / len(v) for k, v in res.items()}
-    assert max(res["capital"]["capital"], res["antonym"]["antonym"]) >= 0.5, f"the specialists learned: {res}"
-    assert mean["sum"] < mean["average"], f"seed {seed}: {mean}"
-    assert mean["linear"] < mean["average"], f"seed {seed}: {mean}"
+# The lesson's merge claims (a specialist learned; the exact sum and peft's factor-wise 'linear' score below the
+# exact average, on the two-task mean) are asserted by the notebook itself on all three seeds it runs (§6),
+# and the day's autograde test fails if the reference raises in any cell: a slow test here would repeat
+# the same three runs.

@@ -1,6 +1,6 @@
 """Planted bugs: does each wrong version of an exercise make that exercise's tests fail?
 
-A notebook's reference runs ONCE in a live kernel. Then for each mutant (``autograder/mutants/<day>/<nb>.yaml``,
+A notebook's reference runs ONCE in a live kernel, up to the last test cell of its last exercise. Then for each mutant (``autograder/mutants/<day>/<nb>.yaml``,
 see docs/AUTHORING.md) the exercise's solution cell is executed with the mutant's text replacements, followed by
 the cells after it up to the exercise's last test cell (``<exercise>__*``); the failing tests are recorded. After
 the last mutant of an exercise, the reference is restored by re-running the same span with the reference solution
@@ -158,7 +158,10 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
     with tempfile.TemporaryDirectory(prefix="course-mutants-") as cwd, LiveKernel(nb, Path(cwd), timeout, threads) as k:
         failed_ref: dict[str, str] = {}
         timed_out_ref = None
-        for i, c in enumerate(cells):
+        # cells after the last test cell of any exercise are in no span: the planted bugs never need them (the day's
+        # autograde test runs them, and fails if the reference raises there)
+        last_needed = max((max(t) for ex, t in tests.items() if ex in solutions), default=len(cells) - 1)
+        for i, c in enumerate(cells[:last_needed + 1]):
             if c.cell_type != "code":
                 continue
             err = error_message(k.run(c, i))

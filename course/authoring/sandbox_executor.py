@@ -95,7 +95,8 @@ def _client(nb, workdir: str, timeout: int, output_chars: int):
     return CappedClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, interrupt_on_timeout=True,
                         error_on_timeout=TIMEOUT_ERROR, raise_on_iopub_timeout=False, iopub_timeout=10,
                         extra_arguments=list(KERNEL_ARGS), resources={"metadata": {"path": workdir}},
-                        record_timing=False, on_cell_executed=on_executed, coalesce_streams=False)
+                        record_timing=False, on_cell_executed=on_executed, coalesce_streams=False,
+                        shutdown_kernel="immediate")    # every cell has run; the sandbox is torn down next
 
 
 TEST_END = "course.test_end"            # the audit event guarded_kernel waits for

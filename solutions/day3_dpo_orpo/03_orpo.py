@@ -454,6 +454,20 @@ for name, row in [("base", base_row)] + [(f"λ = {lam}", row) for lam, row in ru
 print(f"gap added by the odds-ratio term over λ = 0: λ = {LAM}: {runs[LAM][2] - runs[0.0][2]:+.3f}, "
       f"λ = 1.0: {runs[1.0][2] - runs[0.0][2]:+.3f}; by SFT alone over the base: {runs[0.0][2] - base_row[2]:+.3f}")
 
+# %%
+# The claims of the paragraph below, on this run; tests/test_day3.py checks them on seeds 1 and 2.
+(_, rej0, gap0, _), (_, rej_s, gap_s, _), (_, rej1, gap1, _) = runs[0.0], runs[LAM], runs[1.0]
+claims = {
+    "SFT alone (λ = 0) widens the gap over the base more than the odds-ratio term adds on top":
+        gap0 - base_row[2] > max(gap_s, gap1) - gap0,
+    f"both λ = {LAM} and λ = 1 add gap over λ = 0": gap0 < gap_s and gap0 < gap1,
+    "both lower the rejected responses' log-probability below λ = 0's": rej_s < rej0 and rej1 < rej0,
+}
+for claim, ok in claims.items():
+    print(("holds:         " if ok else "does NOT hold: ") + claim)
+if profile.name == "tiny":                      # seeded and deterministic there; elsewhere the lines above say it
+    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+
 # %% [markdown]
 # An honest, mostly negative result on this data. The gradient table says the SFT term's descent direction widens
 # the gap far more than the odds-ratio term's (its gradient is about two orders of magnitude larger), and the runs

@@ -60,7 +60,7 @@ reward_model, rm_loss = fit_reward_model(load_base(profile), tokenizer, train_pr
 print(f"reward model: final Bradley–Terry loss {rm_loss:.3f} ({time.perf_counter() - t0:.1f} s)")
 
 # %% nbgrader={"grade": false, "grade_id": "given_policy", "locked": true, "schema_version": 3, "solution": false, "task": false}
-SFT_STEPS, SFT_LR = 50, 1.2e-3
+SFT_STEPS, SFT_LR = profile.steps(50), profile.lr(1.2e-3)
 
 
 def sft_policy(seed):
@@ -84,6 +84,7 @@ print(f"SFT policy: {SFT_STEPS} steps, loss {sft_losses[0]:.3f} -> {sft_losses[-
 # %% nbgrader={"grade": false, "grade_id": "given_sampling", "locked": true, "schema_version": 3, "solution": false, "task": false}
 N_MAX, TEMPERATURE = 16, 1.0
 questions = heldout_examples[::2]                                    # every second held-out question (count printed)
+questions = questions[::max(1, len(questions) // profile.eval_count(len(questions)))][:profile.eval_count(len(questions))]
 
 
 def sample_and_score(model, examples, n, seed=0):
@@ -260,6 +261,23 @@ for name, c in curves.items():
     print(f"{name:6} gold n=1 -> n=16: {c[1]['gold']:.3f} -> {c[16]['gold']:.3f} ({c[16]['gold'] - c[1]['gold']:+.3f}); "
           f"gain of the last doubling (8 -> 16): {c[16]['gold'] - c[8]['gold']:+.3f}")
 
+# %% [markdown]
+# The claims this section makes, checked on this run (seed 0; a slow test checks seeds 1 and 2). On `tiny` every run
+# is seeded and far from these thresholds, so they are asserts; on `small` (12 steps, 24 questions) warnings.
+
+# %%
+def claim(ok, message):
+    """Assert on the tiny profile (deterministic there); elsewhere print a warning and go on."""
+    if profile.name == "tiny":
+        assert ok, message
+    print(("   ok: " if ok else "   WARNING: ") + message)
+
+
+g, b = [curves["proxy"][n]["gold"] for n in NS], curves["blind"][16]["gold"]
+claim(g[-1] > g[0] + 0.2 and g[2] > g[0], f"under the proxy gold rises with n: {[round(x, 3) for x in g]}")
+claim(g[-1] - g[-2] < g[1] - g[0], f"the last doubling buys less than the first: {g[-1] - g[-2]:+.3f} < {g[1] - g[0]:+.3f}")
+claim(b < g[-1] - 0.2, f"at n = 16 the blind selection's gold {b:.3f} is below the proxy's {g[-1]:.3f} by > 0.2")
+
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
 plot_curves({f"{k}: gold of the kept sample": (list(NS), [c[n]["gold"] for n in NS]) for k, c in curves.items()},
@@ -295,7 +313,9 @@ plt.show()
 # §3's questions, which no round trains on.
 
 # %% nbgrader={"grade": false, "grade_id": "given_rs_round", "locked": true, "schema_version": 3, "solution": false, "task": false}
-ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = heldout_examples[1::2], 24, 3e-4
+ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = heldout_examples[1::2], profile.steps(24), profile.lr(3e-4)
+ROUND_QUESTIONS = ROUND_QUESTIONS[::max(1, len(ROUND_QUESTIONS) // profile.eval_count(len(ROUND_QUESTIONS)))][
+    :profile.eval_count(len(ROUND_QUESTIONS))]                        # all of them on tiny, spread over the families
 
 
 def as_examples(responses):
@@ -344,6 +364,13 @@ for k, r in round_results.items():
 gain = {k: r["§3 questions"] - base["§3 questions"] for k, r in round_results.items() if k != "before"}
 print("beat the unselected control on §3's questions: " +
       ", ".join(f"{k} {'yes' if gain[k] > gain['first sample'] else 'no'}" for k in ("oracle (gold)", "proxy", "blind")))
+greedy_data = round_stats["(greedy, for scale)"]["gold"]
+claim(round_stats["oracle (gold)"]["gold"] > greedy_data, "the oracle's picks beat greedy decoding")
+claim(gain["oracle (gold)"] > 0.03 and gain["oracle (gold)"] > gain["first sample"],
+      f"the oracle's round raises §3 gold by > 0.03 and beats the control: {gain['oracle (gold)']:+.3f}")
+claim(round_stats["proxy"]["gold"] < greedy_data, "the proxy's picks are below greedy (why its round cannot help)")
+claim(gain["blind"] < gain["first sample"] < gain["proxy"] < gain["oracle (gold)"],
+      "§3 gain: blind < control < proxy < oracle")
 
 # %% [markdown]
 # **Reading it.** SFT pulls the policy's greedy answer toward its data, so read each data row against the greedy
