@@ -71,6 +71,13 @@ def open_notebook(d, lab, path: str):
 
 
 def run_all(d):
+    # Run ▸ Run All Cells acts on JupyterLab's *current* notebook, which after a page load can still be the previously
+    # active tab while another is displayed (seen: the Day 7 notebook ran again, the displayed one not at all):
+    # activate the displayed notebook by clicking its first cell first
+    cell = wait_for(d, "return document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')", 60,
+                    "a cell of the displayed notebook")
+    cell.click()
+    time.sleep(0.5)
     run = d.execute_script("""for (const el of document.querySelectorAll('.lm-MenuBar-itemLabel'))
                                 if (el.textContent.trim() === 'Run') return el.closest('.lm-MenuBar-item');""")
     run.click()
