@@ -100,3 +100,16 @@ def progress(iterable=None, desc: str | None = None, total: int | None = None, *
     kwargs.setdefault("ncols", 88)
     kwargs.setdefault("leave", True)
     return tqdm(iterable, desc=desc, total=total, file=sys.stdout, **kwargs)
+
+
+def check_claims(checks: dict, profile: Profile) -> None:
+    """Print each of a lab's claims (``{claim text: holds}``) as ``holds`` / ``FAILS``. On the tiny profile, where the
+    claims were measured on seeds 0-2, a failing claim raises ``AssertionError`` naming it; on other profiles it prints
+    a WARNING instead (the claims are the tiny profile's)."""
+    for claim, holds in checks.items():
+        print(("holds   " if holds else "FAILS   ") + claim)
+    failed = [c for c, h in checks.items() if not h]
+    if profile.name == "tiny":
+        assert not failed, "the lesson's claim failed: " + "; ".join(failed)
+    elif failed:
+        print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")

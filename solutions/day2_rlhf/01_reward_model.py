@@ -468,12 +468,9 @@ checks = {f"trunk RM: format yes (curt {trunk_acc['curt']:.1%}), facts near chan
               competent_acc["wrong"] > 0.8 and competent_acc["wrong"] > trunk_acc["wrong"] + 0.2,
           f"PMI covers off-topic ({competent_acc['off_topic']:.1%} > 70 %), best overall row":
               competent_acc["off_topic"] > 0.7 and competent_acc["all"] > trunk_acc["all"]}
-for claim, holds in checks.items():
-    print(("holds   " if holds else "FAILS   ") + claim)
-if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
-    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
-elif not all(checks.values()):
-    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
+from course.notebook import check_claims
+
+check_claims(checks, profile)   # asserted on tiny (measured there on seeds 0–2); printed elsewhere
 
 # %% [markdown]
 # Compare the rows. The likelihood knows the facts (its `wrong` column is far above the trunk model's coin flip),

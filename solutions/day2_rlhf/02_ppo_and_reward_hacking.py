@@ -558,12 +558,9 @@ checks = {f"PPO raises the held-out judge by > 0.05 ({first['judge']:.3f} -> {la
               last["judge"] > first["judge"] + 0.05,
           f"PPO raises the RM score by > 0.3 ({first['score']:.3f} -> {last['score']:.3f})": last["score"] > first["score"] + 0.3,
           f"the policy moves from the reference (KL {last['kl']:.3f} > 0.3)": last["kl"] > 0.3}
-for claim, holds in checks.items():
-    print(("holds   " if holds else "FAILS   ") + claim)
-if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
-    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
-elif not all(checks.values()):
-    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
+from course.notebook import check_claims
+
+check_claims(checks, profile)   # asserted on tiny (measured there on seeds 0–2); printed elsewhere
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.2))
@@ -652,12 +649,7 @@ checks = {f"β = 0.01: responses grow by > 0.5 tokens ({f0['tokens']:.2f} -> {f1
           f"β = 0.3 loses less judge ({l0['judge'] - l1['judge']:.3f} vs {f0['judge'] - f1['judge']:.3f})":
               l0["judge"] - l1["judge"] < f0["judge"] - f1["judge"],
           f"β = 0.3 ends shorter ({l1['tokens']:.2f} vs {f1['tokens']:.2f} tokens)": l1["tokens"] < f1["tokens"]}
-for claim, holds in checks.items():
-    print(("holds   " if holds else "FAILS   ") + claim)
-if profile.name == "tiny":      # measured there on seeds 0–2; on other profiles printed, not asserted
-    assert all(checks.values()), "the lesson's claim failed: " + "; ".join(c for c, h in checks.items() if not h)
-elif not all(checks.values()):
-    print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
+check_claims(checks, profile)   # asserted on tiny (measured there on seeds 0–2); printed elsewhere
 
 # %% [markdown]
 # Read the tables: with the weak leash (β = 0.01) the biased reward climbs, responses get **longer** (the share
