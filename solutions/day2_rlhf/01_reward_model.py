@@ -44,6 +44,7 @@ from course.loading import load_base, load_preference_data, load_tokenizer
 from course.plotting import plot_curves, plt
 from course.tinyworld.preferences import judge_score, off_topic_preferences
 from course.tinyworld.tasks import examples
+from course.training import use_cpu
 
 torch.manual_seed(0)
 tokenizer = load_tokenizer(profile)
@@ -311,7 +312,7 @@ eval_ds = Dataset.from_list([as_conversation(r) for r in eval_rows])
 trainer = RewardTrainer(
     model=trl_model, processing_class=tokenizer, train_dataset=eval_ds, eval_dataset=eval_ds,
     args=RewardConfig(output_dir="/tmp/course_day2_rm", per_device_eval_batch_size=len(eval_rows), bf16=False,
-                      use_cpu=True, report_to=[], save_strategy="no", disable_tqdm=True))
+                      use_cpu=use_cpu(trl_model), report_to=[], save_strategy="no", disable_tqdm=True))
 trl_metrics = trainer.evaluate()
 trl_batch = next(iter(trainer.get_eval_dataloader()))
 print({k: round(v, 6) for k, v in trl_metrics.items() if k in ("eval_loss", "eval_accuracy", "eval_margin")})
@@ -381,7 +382,17 @@ def accuracy_by_kind(r_chosen, r_rejected, rows):
 train_rows = list(prefs["train"]) + off_topic["train"]
 heldout = list(prefs["test"]) + off_topic["heldout"]
 valid_rows, test_rows = heldout[::4][:96], [r for i, r in enumerate(heldout) if i % 4 or i // 4 >= 96]
-acc_curve, loss_curve, best_step = train_reward_model(reward_model, train_rows, valid_rows, steps=RM_STEPS)
+
+
+def spread(rows, n):
+    """n rows evenly spaced over ``rows`` (every kind kept); all of them when n >= len(rows)."""
+    return rows if n >= len(rows) else [rows[i * len(rows) // n] for i in range(n)]
+
+
+# the profile's evaluation budget (all of them on tiny; a pretrained 135M model scores fewer on a CPU)
+valid_rows, test_rows = spread(valid_rows, profile.eval_count(len(valid_rows))), spread(test_rows, profile.eval_count(len(test_rows)))
+acc_curve, loss_curve, best_step = train_reward_model(reward_model, train_rows, valid_rows, steps=profile.steps(RM_STEPS),
+                                                      lr=profile.lr(2e-3))
 reward_model.eval()
 print("validation pair accuracy by step:", [(s, round(a, 3)) for s, a in acc_curve])
 print(f"kept the weights of step {best_step} (validation accuracy {max(a for _, a in acc_curve):.3f})")
@@ -423,7 +434,8 @@ from course.rlhf import LikelihoodRewardModel, mean_logprob, sft_policy
 
 def sft_model(steps=SFT_STEPS, seed=0):
     """The SFT model: a full fine-tune with trl's SFTTrainer on the tiny-world tasks, frozen."""
-    return sft_policy(profile, tokenizer, examples("train"), steps=steps, seed=seed)
+    return sft_policy(profile, tokenizer, examples("train"), steps=profile.steps(steps), seed=seed,
+                      learning_rate=profile.lr(2e-3))
 
 
 def prompts_of(rows):
@@ -451,7 +463,8 @@ for name, accs in signals.items():
 # course.rlhf.LikelihoodRewardModel: features(prompts, responses) -> (N, 2) = (ℓ̄(y|x), ℓ̄(y|x) − ℓ̄(y|∅));
 # forward = a Linear(2, 1) head on them; fit(rows, loss_fn) trains only the head, full batch, with loss_fn
 competent_rm = LikelihoodRewardModel(sft, tokenizer)
-print(f"final Bradley–Terry loss {competent_rm.fit(train_rows, loss_fn=bradley_terry_loss):.3f};  head w = "
+fit_rows = spread(train_rows, profile.eval_count(len(train_rows)) * 4)   # every training pair on tiny; fewer on small
+print(f"final Bradley–Terry loss {competent_rm.fit(fit_rows, loss_fn=bradley_terry_loss):.3f};  head w = "
       f"{competent_rm.head.weight.detach().numpy().round(2)}, b = {competent_rm.head.bias.item():.2f}")
 with torch.no_grad():
     competent_acc = accuracy_by_kind(competent_rm(prompts_of(test_rows), [r["chosen"] for r in test_rows]),
