@@ -3,11 +3,12 @@
     python benchmarks/notebook_times.py day2_rlhf/01 --threads 1 --save /tmp/run
     python benchmarks/mutant_spans.py /tmp/run/day2_rlhf__01_reward_model.ipynb
 
-`course mutants` runs the reference once, then for each planted bug re-runs the exercise's solution cell and every
-code cell after it up to the exercise's last test cell, twice (mutated, then the reference again). A slow given
-cell (a training run) between an exercise and its last test is paid 2 x (number of its mutants) times: this
-script prints each exercise's span, its cost per planted bug and in total, and the slowest cells inside the span,
-read from the cell timings nbclient records in the executed notebook.
+`course mutants` runs the reference once (up to the last test cell), then for each planted bug re-runs the
+exercise's solution cell, mutated, and every code cell after it up to the exercise's last test cell; after the last
+planted bug of an exercise it restores the reference over the same span once. A slow given cell (a training run)
+between an exercise and its last test is paid (number of its mutants + 1) times: this script prints each exercise's
+span, its cost per planted bug and in total, and the slowest cells inside the span, read from the cell timings
+nbclient records in the executed notebook.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course.authoring.cells import exercise_of, grade_id, is_solution, is_test  # noqa: E402
-from course.authoring.mutants import load_mutants  # noqa: E402
+from course.authoring.cells import grade_id  # noqa: E402
+from course.authoring.mutants import ExerciseCells, load_mutants  # noqa: E402
 
 
 def cell_seconds(cell) -> float:
@@ -41,26 +42,21 @@ def report(executed: Path) -> float:
     cells = nb.cells
     secs = [cell_seconds(c) if c.cell_type == "code" else 0.0 for c in cells]
     mutants, _ = load_mutants(ROOT / "autograder" / "mutants" / day / f"{stem}.yaml")
-    solutions = {grade_id(c): i for i, c in enumerate(cells) if is_solution(c) and c.cell_type == "code"}
-    tests: dict[str, list[int]] = {}
-    for i, c in enumerate(cells):
-        if is_test(c):
-            tests.setdefault(exercise_of(grade_id(c)), []).append(i)
-    last_needed = max((max(t) for ex, t in tests.items() if ex in solutions), default=len(cells) - 1)
+    ex_cells = ExerciseCells.of(cells)
+    last_needed = ex_cells.last_needed
     total = sum(secs[:last_needed + 1])
     print(f"{day}/{stem}: reference run {sum(secs):.1f} s, of which the planted-bug run needs {total:.1f} s "
           f"(cells 1-{last_needed + 1}; the rest follow the last test cell)")
-    for ex, start in solutions.items():
-        if ex not in tests:
-            continue
-        end = max(tests[ex])
-        span = [j for j in range(start, end + 1) if cells[j].cell_type == "code"]
-        cost = sum(secs[j] for j in span)
+    for ex in ex_cells.graded:
+        start, span = ex_cells.solutions[ex], ex_cells.span(ex)
+        own_tests = set(ex_cells.tests[ex])
+        cost = secs[start] + sum(secs[j] for j in span)
         n = sum(m.exercise == ex for m in mutants)
-        total += 2 * n * cost
-        slow = sorted(((secs[j], j) for j in span if j != start and j not in tests[ex]), reverse=True)[:3]
+        runs = n + 1 if n else 0             # each planted bug, then the reference restored once
+        total += runs * cost
+        slow = sorted(((secs[j], j) for j in span if j not in own_tests), reverse=True)[:3]
         slow_txt = ", ".join(f"cell {j + 1} {grade_id(cells[j]) or ''} {s:.1f}s".replace("  ", " ") for s, j in slow if s >= 0.5)
-        print(f"  {ex:<34} {n:>2} bugs x 2 x {cost:6.1f} s = {2 * n * cost:7.1f} s  cells {start + 1}-{end + 1}"
+        print(f"  {ex:<34} ({n:>2} bugs + 1) x {cost:6.1f} s = {runs * cost:7.1f} s  cells {start + 1}-{span[-1] + 1 if span else start + 1}"
               + (f"  (slowest given: {slow_txt})" if slow_txt else ""))
     print(f"  estimated planted-bug run: {total:.1f} s (cell time only, same machine)")
     return total

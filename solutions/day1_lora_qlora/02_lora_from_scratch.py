@@ -377,9 +377,10 @@ print("training sequences:", tuple(enc["input_ids"].shape))
 
 
 STEPS = profile.steps(60)          # 60 on tiny; the profile's training budget caps it (see course.profiles)
+BATCH = 2 * profile.per_device_batch_size    # 16 on tiny, 8 on small (a 135M model's step costs ~100x tiny's)
 
 
-def train(model, params, steps=STEPS, lr=3e-3, bs=16, seed=0):
+def train(model, params, steps=STEPS, lr=3e-3, bs=BATCH, seed=0):
     """Plain AdamW on next-token loss over the whole sequence; returns the loss per step."""
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(params, lr=profile.lr(lr), weight_decay=0.0)     # lr chosen for tiny, scaled
@@ -414,11 +415,11 @@ plot_curves({"LoRA r=8 (adapters only)": lora_losses}, title="Adapter-only train
 # The seed says LoRA reaches "near-equal quality" with a fraction of the memory. Measure it here: the same 60 steps
 # (`profile.steps(60)`), batches and seed for a full fine-tune (every weight trainable, lr 1e-3) and for LoRA at
 # several ranks (lr 3e-3, the same α/r = 2; both through `profile.lr`), scored by the loss on 128 **held-out**
-# instruction examples, with the trainable parameters and the measured bytes of gradients + AdamW states each run
+# instruction examples (`profile.eval_count(128)`; 24 on small, where every step also uses half the batch), with the trainable parameters and the measured bytes of gradients + AdamW states each run
 # holds.
 
 # %% nbgrader={"grade": false, "grade_id": "given_lora_vs_full", "locked": true, "schema_version": 3, "solution": false, "task": false}
-heldout = load_instruction_data(profile)["test"].select(range(128))
+heldout = load_instruction_data(profile)["test"].select(range(profile.eval_count(128)))   # 128 on tiny, 24 on small
 held_texts = [tok.apply_chat_template([{"role": "user", "content": ex["instruction"]},
                                        {"role": "assistant", "content": ex["response"]}], tokenize=False)
               for ex in heldout]
@@ -511,10 +512,11 @@ check_claims(checks, profile)   # asserted on tiny (measured there on seeds 0–
 
 # %% [markdown]
 # **On a pretrained model the picture differs.** One run on `PROFILE="small"` (SmolLM2-135M-Instruct, which already
-# knows its ChatML tokens; 12 steps, seed 0) measured the opposite regime: the rank mattered (LoRA r = 1, 8, 32 left
-# 78 %, 30 % and 8 % of full FT's improvement missing) and unfreezing the embeddings helped less than a higher rank
-# (13 %). The claims checked above are this lesson's tiny-profile claims; on other profiles the cell prints them and
-# does not assert them. Re-run with `PROFILE="small"` to see the table.
+# knows its ChatML tokens; 12 steps of batch 8, 24 held-out examples, seed 0; measured 2026-12-02) showed the opposite
+# regime: the rank mattered (LoRA r = 1, 8, 32 left 77 %, 27 % and 5 % of full FT's improvement missing) and
+# unfreezing the embeddings helped less than a higher rank (11 %). The claims checked above are this lesson's
+# tiny-profile claims; on other profiles the cell prints them and does not assert them. Re-run with
+# `PROFILE="small"` to see the table (about 9 CPU minutes).
 
 # %% [markdown]
 # ## 6. Low intrinsic rank — shown, not asserted

@@ -775,22 +775,25 @@ from course.notebook import progress
 from course.peft_compare import format_table, lora_family, splits, summarize_runs, train_method
 from course.plotting import plot_bars, plt
 
-TABLE_STEPS, TABLE_BATCH, TABLE_SEEDS = profile.steps(30), 8, (0, 1, 2)
+from dataclasses import replace
+
+# tiny: 30 steps x batch 8, seeds 0-2, 219 held-out tasks; the profile caps each (small: 12 x 4, seed 0, 24 tasks)
+TABLE_STEPS, TABLE_BATCH, TABLE_SEEDS = profile.steps(30), profile.per_device_batch_size, profile.seeds(3)
 train_data, _, heldout_data = splits(tok, profile.eval_count(219))
-family = lora_family()
+family = [replace(m, lr=profile.lr(m.lr)) for m in lora_family()]     # rates swept on tiny, scaled by the profile
 runs = [train_method(m, seed, TABLE_STEPS, TABLE_BATCH, train_data, heldout_data, base=profile)
-        for m in progress(family, desc="methods × 3 seeds") for seed in TABLE_SEEDS]
+        for m in progress(family, desc=f"methods × {len(TABLE_SEEDS)} seed(s)") for seed in TABLE_SEEDS]
 table = summarize_runs(runs)
 print(f"{TABLE_STEPS} steps × batch {TABLE_BATCH}, seeds {TABLE_SEEDS}, {len(heldout_data[0])} held-out tasks; "
       "mean ± 95% t-interval over seeds")
 print(format_table(table))
-print("learning rates:", {m.name: m.lr for m in family})
+print("learning rates:", {m.name: float(f"{m.lr:.3g}") for m in family})
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 for ax, key, label in [(axes[0], "em", "held-out exact match"), (axes[1], "heldout_loss", "held-out loss")]:
     plot_bars({n: r[key] for n, r in table.items()}, errors={n: r[key + "_ci"] for n, r in table.items()},
-              title=f"{label} (mean ± 95% CI, 3 seeds)", ax=ax)
+              title=f"{label} (mean ± 95% CI, {len(TABLE_SEEDS)} seed(s))", ax=ax)
     ax.tick_params(axis="x", rotation=70)
 fig.tight_layout()
 plt.show()
@@ -823,9 +826,20 @@ print("PiSSA r=16 EM > LoRA r=16 EM on each seed:",
       per_seed("PiSSA r=16", "em"), per_seed("LoRA r=16", "em"))
 for a, b in [("LoRA r=1", "LoRA r=16"), ("LoRA r=4", "LoRA r=16"), ("full fine-tune", "LoRA r=16")]:
     ra, rb = table[a], table[b]
+    if len(TABLE_SEEDS) < 2:              # one seed (the small profile): no interval, so no overlap to test
+        print(f"held-out loss {a} {ra['heldout_loss']:.3f} vs {b} {rb['heldout_loss']:.3f} (one seed: no interval)")
+        continue
     overlap = abs(ra["heldout_loss"] - rb["heldout_loss"]) < ra["heldout_loss_ci"] + rb["heldout_loss_ci"]
     print(f"held-out loss {a} {ra['heldout_loss']:.3f} ± {ra['heldout_loss_ci']:.3f} vs {b} "
           f"{rb['heldout_loss']:.3f} ± {rb['heldout_loss_ci']:.3f}: intervals overlap {overlap}")
+
+# %% [markdown]
+# **On a pretrained model.** The claims above are the tiny profile's. One run on `PROFILE="small"`
+# (SmolLM2-135M-Instruct; 12 steps × batch 4, seed 0, 22 held-out tasks, tiny's learning rates × 0.1; measured
+# 2026-12-02, about 10 CPU minutes) kept the first — prompt and prefix tuning end with the highest held-out loss
+# (0.858, 1.957) — and reversed the second: PiSSA answered fewer held-out tasks exactly than LoRA r=16 (0.591 vs
+# 0.727). The full fine-tune reached the lowest held-out loss (0.216 vs LoRA r=16's 0.483); with one seed no interval,
+# so no ranking is claimed. Re-run with `PROFILE="small"` to see the table.
 
 # %% [markdown]
 # ## Summary

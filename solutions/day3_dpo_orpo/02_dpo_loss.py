@@ -39,8 +39,9 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
-from course.notebook import progress
+from course.notebook import check_claims, progress
 from course.plotting import plot_curves, plt
+from course.training import use_cpu
 
 torch.manual_seed(0)
 tokenizer = load_tokenizer(profile)
@@ -228,7 +229,7 @@ assert torch.isfinite(_lp).all() and torch.allclose(_lp, -_ce.view(3, 6).sum(-1)
 # log-probability with each reduction, and how often the chosen response comes out ahead.
 
 # %%
-demo_rows = [prefs["test"][i] for i in range(60)]
+demo_rows = [prefs["test"][i] for i in range(profile.eval_count(60))]   # all 60 on tiny
 demo = build_batch(demo_rows)
 demo["labels"] = make_labels(demo["input_ids"], demo["attention_mask"], demo["prompt_lengths"])
 with torch.no_grad():
@@ -360,10 +361,11 @@ train_ds = Dataset.from_list([as_conversation(prefs["train"][i]) for i in range(
 eval_ds = Dataset.from_list([as_conversation(r) for r in eval_rows])
 
 
-def dpo_config(beta, steps=12, **overrides):
-    kw = dict(output_dir="/tmp/course_day3_dpo", beta=beta, max_steps=steps, learning_rate=1e-3,
-              per_device_train_batch_size=8, per_device_eval_batch_size=len(eval_rows), bf16=False,
-              use_cpu=True, report_to=[], save_strategy="no", logging_steps=4, seed=0, disable_tqdm=True)
+def dpo_config(beta, steps=profile.sweep_steps(12), **overrides):   # 12 steps on tiny: enough to move the policy
+    kw = dict(output_dir="/tmp/course_day3_dpo", beta=beta, max_steps=steps, learning_rate=profile.lr(1e-3),
+              per_device_train_batch_size=profile.per_device_batch_size, per_device_eval_batch_size=len(eval_rows),
+              bf16=False, use_cpu=use_cpu(ref_model), report_to=[], save_strategy="no", logging_steps=4, seed=0,
+              disable_tqdm=True)
     return DPOConfig(**{**kw, **overrides})
 
 
@@ -427,8 +429,9 @@ assert abs(_loss.item() - trl_metrics["eval_loss"]) < 1e-5, \
 # %% nbgrader={"grade": true, "grade_id": "dpo_batch_loss__equals_trl_metrics", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 with torch.no_grad():
     _loss, _metrics = dpo_batch_loss(policy, ref_model, batch, BETA)
+_tol = 1e-5 if profile.name == "tiny" else 1e-4      # float32 rounding grows with the model (135M, 49k-token vocab)
 for _k in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
-    assert abs(_metrics[_k] - trl_metrics["eval_" + _k]) < 1e-5, f"{_k}: {_metrics[_k]:.6f} vs trl {trl_metrics['eval_' + _k]:.6f}"
+    assert abs(_metrics[_k] - trl_metrics["eval_" + _k]) < _tol, f"{_k}: {_metrics[_k]:.6f} vs trl {trl_metrics['eval_' + _k]:.6f}"
 
 # %% nbgrader={"grade": true, "grade_id": "dpo_batch_loss__reference_frozen", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _pol, _ref = load_base(profile), load_base(profile)       # fresh copies: trl patched `policy`'s forward in place
@@ -466,6 +469,8 @@ for kind in ("wrong", "curt", "rambling"):
           f"{(chosen_ratio[idx] < 0).float().mean():>13.0%}")
 print(f"all pairs: rewards/chosen = β·mean = {BETA * chosen_ratio.mean():.3f}, "
       f"rewards/rejected = {BETA * rejected_ratio.mean():.3f}")
+if chosen_ratio.mean() >= 0:                   # on tiny it is negative; say so where a run differs
+    print("on this run rewards/chosen is not negative: the displacement described below did not show on average")
 
 # %% [markdown]
 # The table shows it per kind: the chosen log-ratio is negative for most pairs of every kind. Where the pair
@@ -496,15 +501,17 @@ plt.show()
 
 # %% [markdown]
 # Measured: train from the base model with your `dpo_batch_loss` at each β with Adam (lr 1e-4), and at the two
-# smallest β with plain SGD (lr 1e-2) — same 96 training pairs, 16 steps, seed — and read on the 60 held-out
-# pairs the margin $\Delta$ (nats), the per-token $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$ over the chosen
-# responses, and the mean weight $\sigma(-\beta\Delta)$ left at the end.
+# smallest β with plain SGD (lr 1e-2) — same 96 training pairs, 16 steps of 8 pairs, seed — and read on the 60
+# held-out pairs the margin $\Delta$ (nats), the per-token $\mathrm{KL}(\pi_\theta\|\pi_\text{ref})$ over the chosen
+# responses, and the mean weight $\sigma(-\beta\Delta)$ left at the end. (Another profile scales the steps, batch,
+# held-out pairs and learning rates: `profile.sweep_steps`, `per_device_batch_size`, `eval_count`, `lr`.)
 
 # %% nbgrader={"grade": false, "grade_id": "given_beta_sweep", "locked": true, "schema_version": 3, "solution": false, "task": false}
 train_rows = [prefs["train"][i] for i in range(96)]
 train_batches = []
-for i in range(0, len(train_rows), 8):
-    tb = build_batch(train_rows[i:i + 8])
+SWEEP_BS = profile.per_device_batch_size          # 8 pairs on tiny
+for i in range(0, len(train_rows), SWEEP_BS):
+    tb = build_batch(train_rows[i:i + SWEEP_BS])
     tb["labels"] = make_labels(tb["input_ids"], tb["attention_mask"], tb["prompt_lengths"])
     train_batches.append(tb)
 
@@ -513,21 +520,25 @@ def heldout_drift(model, beta):
     """(per-token KL(π_θ‖π_ref) over chosen tokens, mean margin Δ, mean σ(−βΔ)) on the held-out pairs."""
     with torch.no_grad():
         logits = model(input_ids=demo["input_ids"], attention_mask=demo["attention_mask"]).logits
-    logp, logq = logits[:, :-1].log_softmax(-1), demo_logits[:, :-1].log_softmax(-1)
-    token_kl = (logp.exp() * (logp - logq)).sum(-1)                             # (2B, T-1)
+    n = logits.shape[0] // 2                                                    # the chosen rows come first
+    logp, logq = logits[:n, :-1].log_softmax(-1), demo_logits[:n, :-1].log_softmax(-1)
+    token_kl = (logp.exp() * (logp - logq)).sum(-1)                             # (B, T-1), chosen rows
     scored = (demo["labels"][:, 1:] != -100).chunk(2)[0]                        # chosen rows
     logratio = sequence_logprobs(logits, demo["labels"]) - sequence_logprobs(demo_logits, demo["labels"])
     margin = logratio.chunk(2)[0] - logratio.chunk(2)[1]
-    return token_kl.chunk(2)[0][scored].mean().item(), margin.mean().item(), torch.sigmoid(-beta * margin).mean().item()
+    return token_kl[scored].mean().item(), margin.mean().item(), torch.sigmoid(-beta * margin).mean().item()
 
 
-def train_dpo(beta, optimizer="adam", steps=16, seed=0):
+SWEEP_STEPS = profile.sweep_steps(16)           # 16 on tiny; the profile's budget for each run of a sweep caps it
+
+
+def train_dpo(beta, optimizer="adam", steps=SWEEP_STEPS, seed=0):
     """From the base model, `steps` DPO steps over the training batches (order set by `seed`) -> the policy."""
     torch.manual_seed(seed)
     order = torch.randperm(len(train_batches)).tolist()
     pol = load_base(profile)
-    opt = (torch.optim.Adam(pol.parameters(), lr=1e-4) if optimizer == "adam"
-           else torch.optim.SGD(pol.parameters(), lr=1e-2))
+    opt = (torch.optim.Adam(pol.parameters(), lr=profile.lr(1e-4)) if optimizer == "adam"
+           else torch.optim.SGD(pol.parameters(), lr=profile.lr(1e-2)))
     pol.train()
     for step in range(steps):
         loss, _ = dpo_batch_loss(pol, ref_model, train_batches[order[step % len(order)]], beta)
@@ -559,10 +570,7 @@ claims = {
     "lower KL)": d_big < 0.6 * d_small and kl_big < kl_small and w_big < 0.5 * w_small,
     "SGD: β ×10 moves the margin > 2× further": sweep["sgd", betas[1]][1] > 2 * sweep["sgd", betas[0]][1] > 0,
 }
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.name == "tiny":                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)                   # asserts on tiny (seeded, deterministic); prints a WARNING elsewhere
 
 # %% [markdown]
 # Read the table:
@@ -580,7 +588,7 @@ if profile.name == "tiny":                      # seeded and deterministic there
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
 ax.plot(betas, adam_margins, "o-", label="Adam: held-out Δ")
 ax.plot(betas[:2], [sweep["sgd", b][1] for b in betas[:2]], "s--", label="SGD: held-out Δ")
-ax.set(xscale="log", xlabel="β", ylabel="Δ (nats)", title="after 16 DPO steps")
+ax.set(xscale="log", xlabel="β", ylabel="Δ (nats)", title=f"after {SWEEP_STEPS} DPO steps")
 ax.legend()
 fig.tight_layout()
 plt.show()

@@ -37,8 +37,9 @@ from datasets import Dataset
 from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
-from course.notebook import progress
+from course.notebook import check_claims, progress
 from course.plotting import plot_curves, plt
+from course.training import use_cpu
 
 torch.manual_seed(0)
 tokenizer = load_tokenizer(profile)
@@ -194,11 +195,12 @@ def as_conversation(row):
 
 train_ds = Dataset.from_list([as_conversation(prefs["train"][i]) for i in range(96)])
 eval_ds = Dataset.from_list([as_conversation(prefs["test"][i]) for i in range(8)])
-args = ORPOConfig(output_dir="/tmp/course_day3_orpo", beta=LAM, max_steps=12, learning_rate=1e-3,
-                  per_device_train_batch_size=8, per_device_eval_batch_size=8, bf16=False, use_cpu=True,
+model = load_base(profile)
+args = ORPOConfig(output_dir="/tmp/course_day3_orpo", beta=LAM, max_steps=profile.sweep_steps(12),
+                  learning_rate=profile.lr(1e-3), per_device_train_batch_size=profile.per_device_batch_size,
+                  per_device_eval_batch_size=8, bf16=False, use_cpu=use_cpu(model),
                   report_to=[], save_strategy="no", logging_steps=4, seed=0, disable_tqdm=True,
                   remove_unused_columns=False)
-model = load_base(profile)
 trainer = ORPOTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer)
 trainer.train()
 model.eval()
@@ -307,8 +309,9 @@ assert abs(_loss.item() - trl_loss.item()) < 1e-5, \
 # %% nbgrader={"grade": true, "grade_id": "orpo_batch_loss__equals_trl_metrics", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 with torch.no_grad():
     _loss, _metrics = orpo_batch_loss(model, orpo_batch, LAM, nll_over="prompt+response")
+_tol = 1e-5 if profile.name == "tiny" else 1e-3   # trl's log1p(−exp(x)) loses float32 digits as P → 1 (§1)
 for _k in ("nll_loss", "log_odds_ratio", "log_odds_chosen"):
-    assert abs(_metrics[_k] - trl_metrics["eval_" + _k]) < 1e-5, f"{_k}: {_metrics[_k]:.6f} vs trl {trl_metrics['eval_' + _k]:.6f}"
+    assert abs(_metrics[_k] - trl_metrics["eval_" + _k]) < _tol, f"{_k}: {_metrics[_k]:.6f} vs trl {trl_metrics['eval_' + _k]:.6f}"
 ### BEGIN HIDDEN TESTS
 with torch.no_grad():
     _l0, _m0 = orpo_batch_loss(model, orpo_batch, 0.0, nll_over="prompt+response")
@@ -403,17 +406,19 @@ print(f"cosine(grad L_SFT, grad λ·L_OR) = {cos:.3f}")
 # The columns say how much each term's descent direction widens the gap (positive) or narrows it. Now the same
 # thing over a run: train from the base model with the paper's loss for 40 steps at λ = 0 (plain SFT on the
 # chosen responses) and at λ > 0, same data, seed and optimiser, and measure on 64 held-out pairs the mean
-# log-probability per token of chosen and rejected responses and their log odds gap.
+# log-probability per token of chosen and rejected responses and their log odds gap. (Another profile scales the
+# steps, batch, held-out pairs and learning rate: `profile.sweep_steps`, `per_device_batch_size`, `eval_count`, `lr`.)
 
 # %% nbgrader={"grade": false, "grade_id": "given_lambda_runs", "locked": true, "schema_version": 3, "solution": false, "task": false}
-heldout_trainer = ORPOTrainer(model=load_base(profile), args=ORPOConfig(**{**args.to_dict(), "per_device_eval_batch_size": 64}),
-                              train_dataset=train_ds, eval_dataset=Dataset.from_list([as_conversation(prefs["test"][i]) for i in range(8, 72)]),
+HELDOUT = range(8, 8 + profile.eval_count(64))   # 64 held-out pairs on tiny
+heldout_trainer = ORPOTrainer(model=load_base(profile), args=ORPOConfig(**{**args.to_dict(), "per_device_eval_batch_size": len(HELDOUT)}),
+                              train_dataset=train_ds, eval_dataset=Dataset.from_list([as_conversation(prefs["test"][i]) for i in HELDOUT]),
                               processing_class=tokenizer)
 heldout_batch = next(iter(heldout_trainer.get_eval_dataloader()))
 train_batches = list(trainer.get_train_dataloader())
 
 
-heldout_kinds = [prefs["test"][i]["kind"] for i in range(8, 72)]
+heldout_kinds = [prefs["test"][i]["kind"] for i in HELDOUT]
 KINDS = ("wrong", "curt", "rambling")
 
 
@@ -428,7 +433,7 @@ def heldout_gap(m):
     return ca.mean().item(), ra.mean().item(), gap.mean().item(), per_kind
 
 
-def train_orpo(lam, steps=40, lr=1e-3, seed=0):
+def train_orpo(lam, steps=profile.sweep_steps(40), lr=profile.lr(1e-3), seed=0):
     """From the base model: Adam on the paper's ORPO loss over trl's collated training batches."""
     torch.manual_seed(seed)
     order = torch.randperm(len(train_batches)).tolist()                   # batch order set by the seed
@@ -463,10 +468,7 @@ claims = {
     f"both λ = {LAM} and λ = 1 add gap over λ = 0": gap0 < gap_s and gap0 < gap1,
     "both lower the rejected responses' log-probability below λ = 0's": rej_s < rej0 and rej1 < rej0,
 }
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.name == "tiny":                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)                   # asserts on tiny (seeded, deterministic); prints a WARNING elsewhere
 
 # %% [markdown]
 # An honest, mostly negative result on this data. The gradient table says the SFT term's descent direction widens
