@@ -123,6 +123,13 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "tiny"
 
 
+def spread(items: list, n: int) -> list:
+    """``n`` items evenly spaced over ``items``; all of them when ``n >= len(items)``. How a notebook cuts a list to
+    its profile's budget (``spread(rows, profile.eval_count(len(rows)))``): the tiny world lists its data kind by
+    kind, so a spread keeps every kind where the first ``n`` would not."""
+    return items if n >= len(items) else [items[i * len(items) // n] for i in range(n)]
+
+
 def get_profile(name: str | None = None, **overrides) -> Profile:
     """The profile named by ``COURSE_PROFILE`` if set, else ``name``, else ``tiny``; fields may be overridden."""
     chosen = os.environ.get("COURSE_PROFILE") or name or DEFAULT_PROFILE

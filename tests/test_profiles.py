@@ -40,3 +40,13 @@ def test_default_is_tiny_and_environment_overrides(monkeypatch):
 
 def test_readme_shows_the_profile_table():
     assert profiles.table() in (ROOT / "README.md").read_text(), "README's profile table is stale: paste `course profiles`"
+
+
+def test_spread_keeps_every_kind_and_everything_within_budget():
+    from course.profiles import spread
+
+    rows = [(kind, i) for kind in "abc" for i in range(10)]        # listed kind by kind, as the tiny world does
+    assert spread(rows, 30) is rows and spread(rows, 99) is rows       # within budget: all of them, untouched
+    six = spread(rows, 6)
+    assert len(six) == 6 and len(set(six)) == 6 and {k for k, _ in six} == set("abc")   # the first 6 are all "a"
+    assert spread(rows, 1) == [rows[0]] and spread([], 3) == []

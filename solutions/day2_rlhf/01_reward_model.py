@@ -42,6 +42,7 @@ from trl import RewardConfig, RewardTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
 from course.plotting import plot_curves, plt
+from course.profiles import spread
 from course.tinyworld.preferences import judge_score, off_topic_preferences
 from course.tinyworld.tasks import examples
 from course.training import use_cpu
@@ -382,11 +383,6 @@ def accuracy_by_kind(r_chosen, r_rejected, rows):
 train_rows = list(prefs["train"]) + off_topic["train"]
 heldout = list(prefs["test"]) + off_topic["heldout"]
 valid_rows, test_rows = heldout[::4][:96], [r for i, r in enumerate(heldout) if i % 4 or i // 4 >= 96]
-
-
-def spread(rows, n):
-    """n rows evenly spaced over ``rows`` (every kind kept); all of them when n >= len(rows)."""
-    return rows if n >= len(rows) else [rows[i * len(rows) // n] for i in range(n)]
 
 
 # the profile's evaluation budget (all of them on tiny; a pretrained 135M model scores fewer on a CPU)

@@ -45,16 +45,12 @@ from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
 from course.notebook import progress
 from course.plotting import plot_bars, plot_curves, plt
+from course.profiles import spread
 from course.tinyworld import preferences as tw_prefs
 from course.tinyworld import tasks
 from course.training import train_sft
 
 tokenizer = load_tokenizer(profile)
-
-
-def spread(items, n):
-    """At most n of `items`, evenly strided (the tiny world lists them family by family): all of them if n = len."""
-    return items[::max(1, len(items) // n)][:n]
 
 
 train_examples, heldout_examples = tasks.examples("train"), tasks.examples("heldout")

@@ -40,6 +40,7 @@ from course.alignment import fit_reward_model, train_dpo
 from course.generation import answer
 from course.loading import load_base, load_tokenizer
 from course.notebook import progress
+from course.profiles import spread
 from course.tinyworld import preferences as prefs
 from course.tinyworld import tasks
 from course.training import train_sft
@@ -147,11 +148,6 @@ def response_logprobs(model, prompts, responses):
         logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None])[:, 0]
         out.append(logp[n_prompt - 1:].sum())
     return torch.stack(out)
-
-
-def spread(items, n):
-    """n items evenly spaced over ``items`` (every category kept); all of them when n >= len(items)."""
-    return items if n >= len(items) else [items[i * len(items) // n] for i in range(n)]
 
 
 def sft_model(examples, seed, steps=40):
