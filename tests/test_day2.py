@@ -74,7 +74,7 @@ def rm_world():
     """Notebook 1's reward-model cells (definitions only), on the tiny profile, one thread."""
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
-    from course.profiles import get_profile
+    from course.profiles import get_profile, spread
     from course.tinyworld.preferences import off_topic_preferences
     from course.tinyworld.tasks import examples
     from course.training import train_sft
@@ -84,7 +84,7 @@ def rm_world():
     prefs = load_preference_data()
     ns = solution_namespace(RM_SRC, {"last_non_pad_index", "bradley_terry_loss", "reward_batch_loss"}, PRELUDE,
                             profile=get_profile("tiny"), tokenizer=load_tokenizer("tiny"), load_base=load_base, prefs=prefs,
-                            train_sft=train_sft, examples=examples, SFT_STEPS=30,
+                            train_sft=train_sft, examples=examples, SFT_STEPS=30, spread=spread,
                             off_topic={s: [p.as_dict() for p in off_topic_preferences(s)] for s in ("train", "heldout")})
     exec(cell_source(RM_SRC, "given_reward_model").split("torch.manual_seed(0)")[0], ns)
     exec(cell_source(RM_SRC, "given_train_reward_model").split("acc_curve, loss_curve")[0], ns)
