@@ -65,19 +65,25 @@ class Shots:
 def open_notebook(d, lab, path: str):
     d.get(lab.page(f"/lab/tree/{path}"))
     wait_for(d, "return document.querySelector('.jp-NotebookPanel .jp-Cell') !== null", 180, f"notebook {path}")
-    # the kernel is up and idle (the toolbar's kernel status / the execution indicator)
+    activate(d)
+    # the kernel is up and idle (the status bar's kernel item, which shows only for the active notebook)
     wait_for(d, "return /\\| Idle/.test(document.querySelector('#jp-main-statusbar').innerText)", 180,
              "an idle kernel (status bar)")
 
 
-def run_all(d):
-    # Run ▸ Run All Cells acts on JupyterLab's *current* notebook, which after a page load can still be the previously
-    # active tab while another is displayed (seen: the Day 7 notebook ran again, the displayed one not at all):
-    # activate the displayed notebook by clicking its first cell first
+def activate(d):
+    """Click the displayed notebook's first cell. After a page load JupyterLab's *current* widget can be the previously
+    active tab, or none (headless Chromium gives the page no focus event: the status bar then hides the kernel item,
+    seen with JupyterLab 4.6.6), while another notebook is displayed; Run ▸ Run All Cells acts on the current one
+    (seen: the Day 7 notebook ran again, the displayed one not at all)."""
     cell = wait_for(d, "return document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')", 60,
                     "a cell of the displayed notebook")
     cell.click()
     time.sleep(0.5)
+
+
+def run_all(d):
+    activate(d)
     run = d.execute_script("""for (const el of document.querySelectorAll('.lm-MenuBar-itemLabel'))
                                 if (el.textContent.trim() === 'Run') return el.closest('.lm-MenuBar-item');""")
     run.click()
