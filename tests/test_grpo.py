@@ -1,7 +1,9 @@
 """Day 2 nb4 (GRPO, RLOO, RLVR): the reference solutions against trl 1.16's real ``GRPOTrainer`` / ``RLOOTrainer`` on
 batches they sample themselves, on prompts, rewards and options the notebook does not use; and, slow, the RLVR
-lesson on seeds 1 and 2 (GRPO with the exact-match reward raises held-out addition exact match on each; seed 0 is
-asserted by the notebook itself).
+lesson on seeds 1-3 (GRPO with the exact-match reward raises held-out addition exact match on each; seed 0 is
+asserted by the notebook itself). Measured on seeds 0-5 (held-out addition SFT -> GRPO, 40 steps): at lr 3e-4
++0.20 +0.27 +0.04 -0.11 +0.24 +0.16 (seed 2 failed in CI, seed 3 fell); at 2e-4, the notebook's rate, +0.12 +0.23
++0.09 +0.11 +0.23 +0.20; at 5e-4 three seeds collapsed to ~0.
 Full autograde + mutants: tests/test_days_autograde.py and ``course mutants day2 --notebook 04_grpo_rlvr``."""
 
 from __future__ import annotations
@@ -131,9 +133,9 @@ def rl_world():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_grpo_with_a_verifiable_reward_raises_heldout_addition(rl_world, seed):
-    """§5 on seeds 1 and 2: GRPO (trl's defaults: dapo, β = 0) on training sums raises held-out addition exact match,
+    """§5 on seeds 1-3: GRPO (trl's defaults: dapo, β = 0) on training sums raises held-out addition exact match,
     and the sample reward rises while the printed loss stays near 0. Seed 0 is the notebook's own run: its visible
     cell after §5's table asserts the same claims (the day autograde test fails if the reference raises in any cell)."""
     ns = rl_world

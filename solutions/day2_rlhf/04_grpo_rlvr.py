@@ -395,7 +395,7 @@ print(f"RL prompts: {len(rl_questions)} training '{RL_FAMILY}' questions; "
 # (they teach nothing).
 
 # %% nbgrader={"grade": false, "grade_id": "given_rl_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
-RL_STEPS, RL_LR, PROMPTS_PER_STEP, GROUP, TEMPERATURE, MAX_NEW = profile.steps(40), 3e-4, 8, 8, 1.0, 12
+RL_STEPS, RL_LR, PROMPTS_PER_STEP, GROUP, TEMPERATURE, MAX_NEW = profile.steps(40), 2e-4, 8, 8, 1.0, 12
 
 
 def frozen_copy(model):
@@ -466,7 +466,7 @@ for name, lg in (("GRPO", grpo_log), ("expert iteration", ei_log)):
     print(f"{name:17} sample reward {r0:.3f} -> {r1:.3f}   KL to SFT {k0:.4f} -> {k1:.4f}   length {n0:.2f} -> {n1:.2f}")
 
 # %%
-# The lesson's claims on this seed (tests/test_grpo.py asserts them on seeds 1 and 2)
+# The lesson's claims on this seed (tests/test_grpo.py asserts them on seeds 1–3)
 before, after = sft_report[RL_FAMILY], reports["SFT + GRPO"][RL_FAMILY]
 (r0, r1), losses, norms = first_last(grpo_log["reward"]), grpo_log["loss"], grpo_log["grad_norm"]
 checks = {f"GRPO raises held-out {RL_FAMILY} exact match ({before:.3f} -> {after:.3f})": after > before,
@@ -475,7 +475,7 @@ checks = {f"GRPO raises held-out {RL_FAMILY} exact match ({before:.3f} -> {after
           "the gradient is non-zero on ≥ 80 % of steps": sum(n > 0 for n in norms) >= 0.8 * len(norms)}
 from course.notebook import check_claims
 
-check_claims(checks, profile)   # asserted on tiny (measured there on seeds 0–2); printed elsewhere
+check_claims(checks, profile)   # asserted on tiny (measured there on seeds 0–5); printed elsewhere
 
 # %%
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
@@ -493,10 +493,11 @@ plt.show()
 # the reward in both runs: it measures the distance travelled whether or not it is in the loss — the place to start
 # if you want the other families back is β > 0 or mixing other families' prompts into the RL batches.
 #
-# Expert iteration is the honest baseline: on the same samples it reaches a similar addition score, with no
-# negatives and no baseline (compare its row). This is one seed: which of the two forgets more is not settled by it.
-# What is asserted, on this seed above and on seeds 1 and 2 in `tests/test_grpo.py`, is the GRPO gain on held-out
-# addition.
+# Expert iteration is the honest baseline: on the same samples it also raises held-out addition, with no negatives
+# and no baseline (compare its row) — on a task this small a strong one. This is one seed: which of the two gains
+# more, or forgets more, is not settled by it. What is asserted, on this seed above and on seeds 1–3 in
+# `tests/test_grpo.py`, is the GRPO gain on held-out addition. The learning rate matters: at 3e-4 one seed in six
+# *lost* held-out addition, at 5e-4 half the seeds collapsed to 0; 2e-4 gained on all six (measured, see the test).
 
 # %% [markdown]
 # ## 6. The loss ≈ 0 is cosmetic: watch the reward
