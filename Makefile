@@ -98,7 +98,7 @@ browser-deps:
 	else echo "The browser tests need Chromium: sudo sh -c '$(CHROMIUM_INSTALL)'"; exit 1; fi
 
 test: venv models browser-deps sandbox-tool
-	$(BIN)/python -m pytest -q $(PYTEST_XDIST)
+	$(BIN)/python -m pytest -q $(PYTEST_XDIST) --durations=30
 
 test-fast: venv models sandbox-tool
 	$(BIN)/python -m pytest -q $(PYTEST_XDIST) -m "not slow"
