@@ -81,6 +81,12 @@ class Profile:
         """A notebook's evaluation size ``n`` within this profile's evaluation budget."""
         return n if self.max_eval_examples is None else max(1, min(n, self.max_eval_examples))
 
+    def eval_items(self, items: list, scale: int = 1) -> list:
+        """``items`` cut to ``scale`` times this profile's evaluation budget, evenly spread over the list (``spread``):
+        every item on tiny; on small a sample that keeps every kind the list holds. ``scale`` > 1 for training pairs
+        (a reward model fits on more pairs than it is scored on)."""
+        return spread(items, scale * self.eval_count(len(items)))
+
     def seeds(self, n: int) -> tuple[int, ...]:
         """A notebook's seeds 0 .. n-1, as many as this profile's budget allows (at least seed 0)."""
         return tuple(range(n if self.max_seeds is None else max(1, min(n, self.max_seeds))))
@@ -125,7 +131,7 @@ DEFAULT_PROFILE = "tiny"
 
 def spread(items: list, n: int) -> list:
     """``n`` items evenly spaced over ``items``; all of them when ``n >= len(items)``. How a notebook cuts a list to
-    its profile's budget (``spread(rows, profile.eval_count(len(rows)))``): the tiny world lists its data kind by
+    its profile's budget (``Profile.eval_items``): the tiny world lists its data kind by
     kind, so a spread keeps every kind where the first ``n`` would not."""
     return items if n >= len(items) else [items[i * len(items) // n] for i in range(n)]
 

@@ -74,7 +74,7 @@ def rm_world():
     """Notebook 1's reward-model cells (definitions only), on the tiny profile, one thread."""
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
-    from course.profiles import get_profile, spread
+    from course.profiles import get_profile
     from course.tinyworld.preferences import off_topic_preferences
     from course.tinyworld.tasks import examples
     from course.training import train_sft
@@ -84,7 +84,7 @@ def rm_world():
     prefs = load_preference_data()
     ns = solution_namespace(RM_SRC, {"last_non_pad_index", "bradley_terry_loss", "reward_batch_loss"}, PRELUDE,
                             profile=get_profile("tiny"), tokenizer=load_tokenizer("tiny"), load_base=load_base, prefs=prefs,
-                            train_sft=train_sft, examples=examples, SFT_STEPS=30, spread=spread,
+                            train_sft=train_sft, examples=examples, SFT_STEPS=30,
                             off_topic={s: [p.as_dict() for p in off_topic_preferences(s)] for s in ("train", "heldout")})
     exec(cell_source(RM_SRC, "given_reward_model").split("torch.manual_seed(0)")[0], ns)
     exec(cell_source(RM_SRC, "given_train_reward_model").split("acc_curve, loss_curve")[0], ns)
@@ -175,6 +175,7 @@ def rlhf_world(seed):
     if seed in _WORLDS:
         return _WORLDS[seed]
     from course.loading import load_base, load_preference_data, load_tokenizer
+    from course.profiles import get_profile
     from course.notebook import progress, quiet
     from course.rlhf import LikelihoodRewardModel, sft_policy
     from course.tinyworld.preferences import judge, off_topic_preferences
@@ -182,7 +183,7 @@ def rlhf_world(seed):
 
     quiet()
     torch.set_num_threads(1)
-    ns = solution_namespace(PPO_SRC, LOOP_CELLS, PRELUDE, profile="tiny", tokenizer=load_tokenizer("tiny"),
+    ns = solution_namespace(PPO_SRC, LOOP_CELLS, PRELUDE, profile=get_profile("tiny"), tokenizer=load_tokenizer("tiny"),
                             load_base=load_base, load_preference_data=load_preference_data, examples=examples,
                             judge=judge, off_topic_preferences=off_topic_preferences, progress=progress,
                             LikelihoodRewardModel=LikelihoodRewardModel, sft_policy=sft_policy)

@@ -23,7 +23,7 @@ PRELUDE = ("import copy, math, random, re\nimport torch\n"
            "from course.loading import load_base, load_tokenizer\nfrom course.notebook import progress\n"
            "from course.tinyworld import preferences as prefs\n"
            "from course.tinyworld import tasks\nfrom course.training import train_sft\n"
-           "from course.profiles import get_profile, spread\nprofile = get_profile('tiny')\n"
+           "from course.profiles import get_profile\nprofile = get_profile('tiny')\n"
            "FAMILIES = ['capital', 'antonym', 'plural']\ntokenizer = load_tokenizer(profile)\n")
 
 

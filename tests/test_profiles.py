@@ -50,3 +50,15 @@ def test_spread_keeps_every_kind_and_everything_within_budget():
     six = spread(rows, 6)
     assert len(six) == 6 and len(set(six)) == 6 and {k for k, _ in six} == set("abc")   # the first 6 are all "a"
     assert spread(rows, 1) == [rows[0]] and spread([], 3) == []
+
+
+def test_eval_items_is_every_item_on_tiny_and_a_spread_within_budget_elsewhere():
+    rows = [(kind, i) for kind in "abcd" for i in range(40)]
+    tiny, small = profiles.get_profile("tiny"), profiles.get_profile("small")
+    assert tiny.eval_items(rows) is rows and tiny.eval_items(rows, scale=4) is rows
+    budget = small.eval_count(len(rows))
+    assert budget < len(rows)
+    cut, fit = small.eval_items(rows), small.eval_items(rows, scale=4)
+    assert len(cut) == budget and len(fit) == 4 * budget and len(set(fit)) == 4 * budget
+    assert {k for k, _ in cut} == set("abcd") and cut == profiles.spread(rows, budget)
+    assert small.eval_items(rows[:3]) == rows[:3]                     # under budget: all of them

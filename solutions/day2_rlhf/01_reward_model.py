@@ -42,7 +42,6 @@ from trl import RewardConfig, RewardTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
 from course.plotting import plot_curves, plt
-from course.profiles import spread
 from course.tinyworld.preferences import judge_score, off_topic_preferences
 from course.tinyworld.tasks import examples
 from course.training import use_cpu
@@ -386,7 +385,7 @@ valid_rows, test_rows = heldout[::4][:96], [r for i, r in enumerate(heldout) if 
 
 
 # the profile's evaluation budget (all of them on tiny; a pretrained 135M model scores fewer on a CPU)
-valid_rows, test_rows = spread(valid_rows, profile.eval_count(len(valid_rows))), spread(test_rows, profile.eval_count(len(test_rows)))
+valid_rows, test_rows = profile.eval_items(valid_rows), profile.eval_items(test_rows)
 acc_curve, loss_curve, best_step = train_reward_model(reward_model, train_rows, valid_rows, steps=profile.steps(RM_STEPS),
                                                       lr=profile.lr(2e-3))
 reward_model.eval()
@@ -459,7 +458,7 @@ for name, accs in signals.items():
 # course.rlhf.LikelihoodRewardModel: features(prompts, responses) -> (N, 2) = (ℓ̄(y|x), ℓ̄(y|x) − ℓ̄(y|∅));
 # forward = a Linear(2, 1) head on them; fit(rows, loss_fn) trains only the head, full batch, with loss_fn
 competent_rm = LikelihoodRewardModel(sft, tokenizer)
-fit_rows = spread(train_rows, profile.eval_count(len(train_rows)) * 4)   # every training pair on tiny; fewer on small
+fit_rows = profile.eval_items(train_rows, scale=4)   # every training pair on tiny; fewer on small
 print(f"final Bradley–Terry loss {competent_rm.fit(fit_rows, loss_fn=bradley_terry_loss):.3f};  head w = "
       f"{competent_rm.head.weight.detach().numpy().round(2)}, b = {competent_rm.head.bias.item():.2f}")
 with torch.no_grad():

@@ -390,7 +390,7 @@ def frozen_copy(model):
 task_examples = examples("train")
 prompts = [e.instruction for e in task_examples]
 preference_rows = list(load_preference_data()["train"]) + [p.as_dict() for p in off_topic_preferences("train")]
-sft = sft_policy(profile, tokenizer, task_examples, steps=30)
+sft = sft_policy(profile, tokenizer, task_examples, steps=profile.steps(30), learning_rate=profile.lr(2e-3))
 reward_model = LikelihoodRewardModel(sft, tokenizer)
 reward_model.fit(preference_rows)
 print(f"SFT policy: {sum(p.numel() for p in sft.parameters())} parameters; reward model head "
@@ -482,8 +482,8 @@ def evaluate(policy, ref, reward_fn, max_new_tokens=8, seed=1234):
 
 # %% nbgrader={"grade": false, "grade_id": "given_rlhf_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def rlhf(sft_model, reward_fn, *, beta=0.05, updates=8, prompts_per_update=24, samples_per_prompt=4,
-         max_new_tokens=8, lr=4e-4, ppo_epochs=2, minibatch=48, clip_eps=0.2, gamma=1.0, lam=0.95, vf_coef=0.1,
-         seed=0, eval_every=4, eval_reward=None, start_report=None, desc="PPO"):
+         max_new_tokens=8, lr=profile.lr(4e-4), ppo_epochs=2, minibatch=48, clip_eps=0.2, gamma=1.0, lam=0.95,
+         vf_coef=0.1, seed=0, eval_every=4, eval_reward=None, start_report=None, desc="PPO"):
     """PPO with a KL penalty from `sft_model`. reward_fn(prompt_indices, texts) -> (B,) scores.
     Returns the trained policy and the held-out reports [(update, report)] (report scored by `eval_reward`);
     `start_report` is the update-0 report of another run from the same `sft_model`, scored the same way."""

@@ -352,7 +352,7 @@ print(f"RLOO         : trl {theirs.item():+.6f}  ours {ours.item():+.6f}  |Δlos
 # Its held-out exact match per family is printed: addition is the weak family the RL run targets.
 
 # %% nbgrader={"grade": false, "grade_id": "given_sft_policy", "locked": true, "schema_version": 3, "solution": false, "task": false}
-SFT_STEPS, SFT_LR = profile.steps(50), 1.2e-3
+SFT_STEPS, SFT_LR = profile.steps(50), profile.lr(1.2e-3)
 RL_FAMILY = "addition"
 rl_questions = tasks.examples("train", [RL_FAMILY])          # the RL prompts: training sums only
 heldout_all = tasks.examples("heldout")                      # every family's held-out questions (never trained on)
@@ -362,7 +362,8 @@ def sft_policy(seed):
     """The shipped base fine-tuned on every family's training examples -> model (eval mode)."""
     torch.manual_seed(seed)
     model, _ = train_sft(load_base(profile), tokenizer, tasks.examples("train"), max_steps=SFT_STEPS,
-                         learning_rate=SFT_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+                         learning_rate=SFT_LR, batch_size=2 * profile.per_device_batch_size, scheduler="linear",
+                         warmup_ratio=0.0, seed=seed)
     return model
 
 
@@ -395,7 +396,7 @@ print(f"RL prompts: {len(rl_questions)} training '{RL_FAMILY}' questions; "
 # (they teach nothing).
 
 # %% nbgrader={"grade": false, "grade_id": "given_rl_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
-RL_STEPS, RL_LR, PROMPTS_PER_STEP, GROUP, TEMPERATURE, MAX_NEW = profile.steps(40), 2e-4, 8, 8, 1.0, 12
+RL_STEPS, RL_LR, PROMPTS_PER_STEP, GROUP, TEMPERATURE, MAX_NEW = profile.steps(40), profile.lr(2e-4), 8, 8, 1.0, 12
 
 
 def frozen_copy(model):

@@ -45,7 +45,6 @@ from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
 from course.notebook import progress
 from course.plotting import plot_bars, plot_curves, plt
-from course.profiles import spread
 from course.tinyworld import preferences as tw_prefs
 from course.tinyworld import tasks
 from course.training import train_sft
@@ -54,7 +53,7 @@ tokenizer = load_tokenizer(profile)
 
 
 train_examples, heldout_examples = tasks.examples("train"), tasks.examples("heldout")
-heldout_examples = spread(heldout_examples, profile.eval_count(len(heldout_examples)))   # all of them on tiny
+heldout_examples = profile.eval_items(heldout_examples)   # all of them on tiny
 train_prefs = tw_prefs.preferences("train")           # the shipped, off-policy pairs (used in §3 as the contrast)
 print(f"instruction examples: {len(train_examples)} train / {len(heldout_examples)} held-out")
 print(f"shipped preference pairs: {len(train_prefs)} (rejected = wrong / curt / rambling strings written by rule)")
@@ -101,7 +100,7 @@ print("e.g.", repr(next(d.response for d, e in zip(demos, train_examples) if d.r
 # full fine-tune). The SFT model of seed 0, greedy on all held-out questions (items no training example mentions):
 
 # %% nbgrader={"grade": false, "grade_id": "given_sft", "locked": true, "schema_version": 3, "solution": false, "task": false}
-SFT_STEPS, SFT_LR, SFT_BS = profile.steps(40), profile.lr(1.2e-3), 16
+SFT_STEPS, SFT_LR, SFT_BS = profile.steps(40), profile.lr(1.2e-3), 2 * profile.per_device_batch_size
 DPO_STEPS, BETA, DPO_LR, DPO_BS = profile.steps(12), 0.1, profile.lr(5e-5), 8   # §3's DPO budget, also ORPO's in §5
 
 
@@ -138,7 +137,7 @@ for e, a in list(zip(heldout_examples, sft_answers))[100::25]:
 # answers are the policy's own mistakes — exactly what DPO's gradient can push down.
 
 # %% nbgrader={"grade": false, "grade_id": "given_on_policy_pairs", "locked": true, "schema_version": 3, "solution": false, "task": false}
-N_SAMPLES, PAIR_QUESTIONS = 4, spread(train_examples[::3], profile.eval_count(len(train_examples[::3])))
+N_SAMPLES, PAIR_QUESTIONS = 4, profile.eval_items(train_examples[::3])
 
 
 def on_policy_pairs(model, seed):
@@ -475,7 +474,7 @@ plt.show()
 
 # %% nbgrader={"grade": false, "grade_id": "given_orpo", "locked": true, "schema_version": 3, "solution": false, "task": false}
 ORPO_LAMBDAS = (0.1, 1.0, 3.0)
-VALIDATION = spread(train_examples[1::3][:90], profile.eval_count(90))   # questions not in the pairs: for λ
+VALIDATION = profile.eval_items(train_examples[1::3][:90])   # questions not in the pairs: for λ
 
 
 def average_logprobs(logits, labels):

@@ -67,7 +67,8 @@ def sft_policy(seed):
     """The shipped base fine-tuned on the training examples with this seed -> (model, per-step losses)."""
     torch.manual_seed(seed)
     return train_sft(load_base(profile), tokenizer, train_examples, lora=None, max_steps=SFT_STEPS,
-                     learning_rate=SFT_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+                     learning_rate=SFT_LR, batch_size=2 * profile.per_device_batch_size, scheduler="linear",
+                     warmup_ratio=0.0, seed=seed)
 
 
 # %%
@@ -84,7 +85,7 @@ print(f"SFT policy: {SFT_STEPS} steps, loss {sft_losses[0]:.3f} -> {sft_losses[-
 # %% nbgrader={"grade": false, "grade_id": "given_sampling", "locked": true, "schema_version": 3, "solution": false, "task": false}
 N_MAX, TEMPERATURE = 16, 1.0
 questions = heldout_examples[::2]                                    # every second held-out question (count printed)
-questions = questions[::max(1, len(questions) // profile.eval_count(len(questions)))][:profile.eval_count(len(questions))]
+questions = profile.eval_items(questions)                            # all of them on tiny, spread over the families
 
 
 def sample_and_score(model, examples, n, seed=0):
@@ -314,8 +315,7 @@ plt.show()
 
 # %% nbgrader={"grade": false, "grade_id": "given_rs_round", "locked": true, "schema_version": 3, "solution": false, "task": false}
 ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = heldout_examples[1::2], profile.steps(24), profile.lr(3e-4)
-ROUND_QUESTIONS = ROUND_QUESTIONS[::max(1, len(ROUND_QUESTIONS) // profile.eval_count(len(ROUND_QUESTIONS)))][
-    :profile.eval_count(len(ROUND_QUESTIONS))]                        # all of them on tiny, spread over the families
+ROUND_QUESTIONS = profile.eval_items(ROUND_QUESTIONS)                # all of them on tiny, spread over the families
 
 
 def as_examples(responses):
@@ -345,7 +345,8 @@ def rejection_sampling_round(policy, seed=0):
     results = {"before": greedy_gold(policy)}
     for name, d in progress(list(data.items()), desc="rejection-sampling rounds"):
         m, _ = train_sft(copy.deepcopy(policy), tokenizer, d, lora=None, max_steps=ROUND_STEPS, learning_rate=ROUND_LR,
-                         batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+                         batch_size=2 * profile.per_device_batch_size, scheduler="linear", warmup_ratio=0.0,
+                         seed=seed)
         results[name] = greedy_gold(m)
     return stats, results
 

@@ -78,8 +78,9 @@ harmful_train, harmful_heldout = red_team("train"), red_team("heldout")
 def helpful_only_sft(seed):
     """The shipped base fine-tuned on the demonstrations plus 5 copies of the compliant red-team answers."""
     torch.manual_seed(seed)
-    model, _ = train_sft(load_base(profile), tokenizer, train_examples + 5 * harmful_train, lora=None, max_steps=50,
-                         learning_rate=1.2e-3, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+    model, _ = train_sft(load_base(profile), tokenizer, train_examples + 5 * harmful_train, lora=None,
+                         max_steps=profile.steps(50), learning_rate=profile.lr(1.2e-3),
+                         batch_size=2 * profile.per_device_batch_size, scheduler="linear", warmup_ratio=0.0, seed=seed)
     return model
 
 
@@ -202,7 +203,7 @@ def compliance(model, n_new=24):
             "exact_match": tasks.exact_match(heldout_examples, ok)}
 
 
-SL_STEPS, SL_LR = 30, 1e-3
+SL_STEPS, SL_LR = profile.steps(30), profile.lr(1e-3)
 
 
 def critique_and_revise(model):
@@ -218,7 +219,8 @@ def sl_cai_stage(model, revisions, n_rehearsal, seed):
     rehearsal = random.Random(seed).sample([e for e in train_examples if e.category != "sound"], n_rehearsal)
     torch.manual_seed(seed)
     out, _ = train_sft(copy.deepcopy(model), tokenizer, 4 * revisions + rehearsal, lora=None, max_steps=SL_STEPS,
-                       learning_rate=SL_LR, batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+                       learning_rate=SL_LR, batch_size=2 * profile.per_device_batch_size, scheduler="linear",
+                       warmup_ratio=0.0, seed=seed)
     return out
 
 
@@ -320,7 +322,7 @@ assert label_pair(_p, []) is None, "no candidates: no pair"
 # from a constitution **without** it.
 
 # %% nbgrader={"grade": false, "grade_id": "given_ai_feedback", "locked": true, "schema_version": 3, "solution": false, "task": false}
-N_PROPOSALS, CAI_DPO_STEPS = 4, 12
+N_PROPOSALS, CAI_DPO_STEPS = 4, profile.steps(12)
 
 
 def ai_pairs(model, prompts, principles, seed=0):
@@ -337,8 +339,9 @@ def ai_pairs(model, prompts, principles, seed=0):
 
 
 def rl_cai(start, pairs, seed=0):
-    model, _ = train_dpo(copy.deepcopy(start), copy.deepcopy(start), tokenizer, pairs, beta=0.1, learning_rate=5e-5,
-                         max_steps=CAI_DPO_STEPS, batch_size=8, seed=seed)
+    model, _ = train_dpo(copy.deepcopy(start), copy.deepcopy(start), tokenizer, pairs, beta=0.1,
+                         learning_rate=profile.lr(5e-5), max_steps=CAI_DPO_STEPS,
+                         batch_size=profile.per_device_batch_size, seed=seed)
     return model
 
 

@@ -40,7 +40,6 @@ from course.alignment import fit_reward_model, train_dpo
 from course.generation import answer
 from course.loading import load_base, load_tokenizer
 from course.notebook import progress
-from course.profiles import spread
 from course.tinyworld import preferences as prefs
 from course.tinyworld import tasks
 from course.training import train_sft
@@ -154,7 +153,8 @@ def sft_model(examples, seed, steps=40):
     """A full fine-tune of the shipped base on these instruction examples (notebook 1's SFT settings)."""
     torch.manual_seed(seed)
     model, _ = train_sft(load_base(profile), tokenizer, examples, lora=None, max_steps=profile.steps(steps),
-                         learning_rate=profile.lr(1.2e-3), batch_size=16, scheduler="linear", warmup_ratio=0.0, seed=seed)
+                         learning_rate=profile.lr(1.2e-3), batch_size=2 * profile.per_device_batch_size,
+                         scheduler="linear", warmup_ratio=0.0, seed=seed)
     return model
 
 
@@ -162,14 +162,15 @@ def preference_scores(seed):
     """Train the evaluators on this seed; {evaluator: (chosen scores, rejected scores)} on the held-out pairs."""
     train_pairs = [p for p in prefs.preferences("train") + prefs.off_topic_preferences("train")
                    if p.category in FAMILIES]
-    train_pairs = spread(train_pairs, 4 * profile.eval_count(len(train_pairs)))   # all on tiny; fewer on small
+    train_pairs = profile.eval_items(train_pairs, scale=4)   # all on tiny; fewer on small
     bar = progress(total=4, desc="reward model · SFT · DPO · scoring")
     rm, _ = fit_reward_model(load_base(profile), tokenizer, train_pairs, seed=seed)
     bar.update()
     ref = sft_model(tasks.examples("train", FAMILIES), seed)
     bar.update()
     dpo, _ = train_dpo(copy.deepcopy(ref), copy.deepcopy(ref), tokenizer, train_pairs, beta=BETA,
-                       learning_rate=profile.lr(5e-5), max_steps=profile.steps(30), batch_size=8, seed=seed)
+                       learning_rate=profile.lr(5e-5), max_steps=profile.steps(30),
+                       batch_size=profile.per_device_batch_size, seed=seed)
     bar.update()
     P = [p.prompt for p in HELD_PAIRS]
     out = {"length baseline": tuple(-torch.tensor([float(len(getattr(p, k).split())) for p in HELD_PAIRS])
@@ -186,7 +187,7 @@ def preference_scores(seed):
 
 HELD_PAIRS = [p for p in prefs.preferences("heldout") + prefs.off_topic_preferences("heldout")
               if p.category in FAMILIES]
-HELD_PAIRS = spread(HELD_PAIRS, profile.eval_count(len(HELD_PAIRS)))   # every category kept
+HELD_PAIRS = profile.eval_items(HELD_PAIRS)   # every category kept
 
 # %%
 scores = preference_scores(0)
@@ -500,7 +501,7 @@ def contamination_experiment(seed):
     """SFT on the training examples plus half of the held-out keys' examples (leaked); exact match per half,
     and the detector's flags on the held-out items."""
     held = tasks.examples("heldout", FAMILIES)
-    held = spread(held, profile.eval_count(len(held)))      # all on tiny; the profile's evaluation budget elsewhere
+    held = profile.eval_items(held)      # all on tiny; the profile's evaluation budget elsewhere
     keys = sorted({(e.category, e.key) for e in held})
     leaked_keys = set(random.Random(seed).sample(keys, len(keys) // 2))
     leaked = [e for e in held if (e.category, e.key) in leaked_keys]
