@@ -103,13 +103,26 @@ def progress(iterable=None, desc: str | None = None, total: int | None = None, *
 
 
 def check_claims(checks: dict, profile: Profile) -> None:
-    """Print each of a lab's claims (``{claim text: holds}``) as ``holds`` / ``FAILS``. On the tiny profile, where the
-    claims were measured on seeds 0-2, a failing claim raises ``AssertionError`` naming it; on other profiles it prints
-    a WARNING instead (the claims are the tiny profile's)."""
+    """Print each of a lab's claims (``{claim text: holds}``) as ``holds`` / ``FAILS``. On a profile that asserts its
+    claims (tiny: every run seeded, the claims measured on seeds 0-2) a failing claim raises ``AssertionError`` naming
+    it; on other profiles it prints a WARNING instead (the claims are the tiny profile's)."""
     for claim, holds in checks.items():
         print(("holds   " if holds else "FAILS   ") + claim)
     failed = [c for c, h in checks.items() if not h]
-    if profile.name == "tiny":
+    if profile.asserts_claims:
         assert not failed, "the lesson's claim failed: " + "; ".join(failed)
     elif failed:
         print(f"WARNING: on the {profile.name} profile this lesson's tiny-profile claim does not hold (see above)")
+
+
+def claim_checker(profile: Profile):
+    """``claim(ok, message) -> ok`` for one claim or sanity check at a time: prints ``ok:`` / ``WARNING:`` and the
+    message; on a profile that asserts its claims (tiny) a false one raises ``AssertionError`` with the message."""
+
+    def claim(ok, message: str) -> bool:
+        if profile.asserts_claims:
+            assert ok, message
+        print(("   ok: " if ok else "   WARNING: ") + message)
+        return bool(ok)
+
+    return claim

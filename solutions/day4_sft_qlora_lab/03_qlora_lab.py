@@ -517,12 +517,9 @@ assert schedule(len(train_ds), profile.per_device_batch_size, 1, 3.0, 0.1)[0] ==
 # printed as warnings: read them, the run goes on.
 
 # %%
-def sanity(ok, message):
-    """Assert on the tiny profile (deterministic there); on full-size profiles print a warning and go on."""
-    if profile.name == "tiny":
-        assert ok, message
-    print(("   ok: " if ok else "   WARNING: ") + message)
-    return ok
+from course.notebook import claim_checker
+
+sanity = claim_checker(profile)   # asserts on tiny (deterministic there); elsewhere prints a WARNING and goes on
 
 
 k = max(1, len(losses) // 8)

@@ -244,11 +244,9 @@ for k, v in stages.items():
 # every run is seeded and far from the thresholds; warnings on other profiles.
 
 # %%
-def claim(ok, message):
-    """Assert on the tiny profile (deterministic there); elsewhere print a warning and go on."""
-    if profile.name == "tiny":
-        assert ok, message
-    print(("   ok: " if ok else "   WARNING: ") + message)
+from course.notebook import claim_checker
+
+claim = claim_checker(profile)   # asserts on tiny (seeded, measured there); elsewhere prints a WARNING and goes on
 
 
 before, after, bare = stages["helpful-only"], stages["SL-CAI"], stages["SL-CAI, no rehearsal"]
