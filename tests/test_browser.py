@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import ElementClickInterceptedException, StaleElementReferenceException
 
 from browser_support import chrome, jupyterlab, require_chromium, wait_for
 from course.authoring.cells import dumps, read_source
@@ -64,7 +65,12 @@ class Shots:
 
 def open_notebook(d, lab, path: str):
     d.get(lab.page(f"/lab/tree/{path}"))
-    wait_for(d, "return document.querySelector('.jp-NotebookPanel .jp-Cell') !== null", 180, f"notebook {path}")
+    name = path.rsplit("/", 1)[-1]
+    # JupyterLab restores the previous layout first: wait until the current tab is this notebook and shows its cells
+    wait_for(d, f"""const t = document.querySelector('.lm-DockPanel .lm-TabBar-tab.lm-mod-current .lm-TabBar-tabLabel');
+                    return t !== null && t.textContent.trim() === {name!r} &&
+                           document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell') !== null""",
+             180, f"notebook {path} displayed")
     activate(d)
     # the kernel is up and idle (the status bar's kernel item, which shows only for the active notebook)
     wait_for(d, "return /\\| Idle/.test(document.querySelector('#jp-main-statusbar').innerText)", 180,
@@ -76,9 +82,16 @@ def activate(d):
     active tab, or none (headless Chromium gives the page no focus event: the status bar then hides the kernel item,
     seen with JupyterLab 4.6.6), while another notebook is displayed; Run ▸ Run All Cells acts on the current one
     (seen: the Day 7 notebook ran again, the displayed one not at all)."""
-    cell = wait_for(d, "return document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')", 60,
-                    "a cell of the displayed notebook")
-    cell.click()
+    for attempt in range(20):           # the panel can still be re-rendering: a found cell may go stale at once
+        cell = wait_for(d, "return document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')", 60,
+                        "a cell of the displayed notebook")
+        try:
+            cell.click()
+            break
+        except (StaleElementReferenceException, ElementClickInterceptedException):
+            time.sleep(0.5)
+    else:
+        raise AssertionError("the displayed notebook's first cell could not be clicked (stale 20 times)")
     time.sleep(0.5)
 
 
