@@ -82,11 +82,12 @@ class Profile:
         """A notebook's evaluation size ``n`` within this profile's evaluation budget."""
         return n if self.max_eval_examples is None else max(1, min(n, self.max_eval_examples))
 
-    def eval_items(self, items: list, scale: int = 1) -> list:
+    def eval_items(self, items: list, scale: int = 1, key=None) -> list:
         """``items`` cut to ``scale`` times this profile's evaluation budget, evenly spread over the list (``spread``):
-        every item on tiny; on small a sample that keeps every kind the list holds. ``scale`` > 1 for training pairs
-        (a reward model fits on more pairs than it is scored on)."""
-        return spread(items, scale * self.eval_count(len(items)))
+        every item on tiny; on small a sample that keeps every kind the list holds (``key``: an item's kind, for lists
+        that interleave kinds). ``scale`` > 1 for training pairs (a reward model fits on more pairs than it is scored
+        on)."""
+        return spread(items, scale * self.eval_count(len(items)), key)
 
     def seeds(self, n: int) -> tuple[int, ...]:
         """A notebook's seeds 0 .. n-1, as many as this profile's budget allows (at least seed 0)."""
@@ -131,11 +132,16 @@ PROFILES: dict[str, Profile] = {
 DEFAULT_PROFILE = "tiny"
 
 
-def spread(items: list, n: int) -> list:
-    """``n`` items evenly spaced over ``items``; all of them when ``n >= len(items)``. How a notebook cuts a list to
-    its profile's budget (``Profile.eval_items``): the tiny world lists its data kind by
-    kind, so a spread keeps every kind where the first ``n`` would not."""
-    return items if n >= len(items) else [items[i * len(items) // n] for i in range(n)]
+def spread(items: list, n: int, key=None) -> list:
+    """``n`` items evenly spaced over ``items``; all of them (the list itself) when ``n >= len(items)``. How a notebook
+    cuts a list to its profile's budget (``Profile.eval_items``): over a list that runs kind by kind a spread keeps
+    every kind where the first ``n`` would not. A list that interleaves kinds (wrong, curt, rambling, wrong, ...) can
+    alias with the stride and lose a kind: pass ``key`` (an item's kind) to group it kind by kind first."""
+    if n >= len(items):
+        return items
+    if key is not None:
+        items = sorted(items, key=key)              # stable: each kind keeps its order
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 def get_profile(name: str | None = None, **overrides) -> Profile:

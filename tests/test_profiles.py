@@ -78,3 +78,11 @@ def test_claims_raise_only_on_a_profile_that_asserts_them(capsys):
         claim_checker(tiny)(False, "a claim")
     with pytest.raises(AssertionError, match="c2"):
         check_claims({"c1": True, "c2": False}, tiny)
+
+
+def test_spread_by_key_keeps_every_kind_of_an_interleaved_list():
+    rows = [(kind, i) for i in range(60) for kind in ("wrong", "curt", "rambling")]   # interleaved, as pairs are
+    assert {k for k, _ in profiles.spread(rows, 24)} != {"wrong", "curt", "rambling"}   # the stride aliases
+    cut = profiles.spread(rows, 24, key=lambda r: r[0])
+    assert len(cut) == 24 and {k for k, _ in cut} == {"wrong", "curt", "rambling"}
+    assert profiles.spread(rows, 999, key=lambda r: r[0]) is rows                     # within budget: untouched

@@ -162,7 +162,7 @@ def preference_scores(seed):
     """Train the evaluators on this seed; {evaluator: (chosen scores, rejected scores)} on the held-out pairs."""
     train_pairs = [p for p in prefs.preferences("train") + prefs.off_topic_preferences("train")
                    if p.category in FAMILIES]
-    train_pairs = profile.eval_items(train_pairs, scale=4)   # all on tiny; fewer on small
+    train_pairs = profile.eval_items(train_pairs, scale=4, key=lambda p: p.kind)   # all on tiny; fewer on small
     bar = progress(total=4, desc="reward model · SFT · DPO · scoring")
     rm, _ = fit_reward_model(load_base(profile), tokenizer, train_pairs, seed=seed)
     bar.update()
@@ -187,7 +187,7 @@ def preference_scores(seed):
 
 HELD_PAIRS = [p for p in prefs.preferences("heldout") + prefs.off_topic_preferences("heldout")
               if p.category in FAMILIES]
-HELD_PAIRS = profile.eval_items(HELD_PAIRS)   # every category kept
+HELD_PAIRS = profile.eval_items(HELD_PAIRS, key=lambda p: p.kind)   # every kind kept
 
 # %%
 scores = preference_scores(0)
