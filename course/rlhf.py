@@ -18,18 +18,20 @@ import io
 import torch
 import torch.nn.functional as F
 
-from .loading import load_base
+from .loading import _profile, load_base
 
 
 def sft_policy(profile, tokenizer, examples, *, steps: int = 30, seed: int = 0, learning_rate: float = 2e-3):
     """A full fine-tune with trl's SFTTrainer on ``examples``, returned as a fresh model in eval mode, frozen
-    (trl patches the trained module's forward in place, so its weights go into a clean copy)."""
+    (trl patches the trained module's forward in place, so its weights go into a clean copy). ``steps`` and
+    ``learning_rate`` are the tiny model's; the profile scales them (``Profile.steps``, ``Profile.lr``)."""
     from .training import train_sft
 
+    p = _profile(profile)
     with contextlib.redirect_stdout(io.StringIO()):          # trl prints one log line per step
-        trained, _ = train_sft(load_base(profile), tokenizer, examples, lora=None, max_steps=steps,
-                               learning_rate=learning_rate, seed=seed)
-    model = load_base(profile)
+        trained, _ = train_sft(load_base(p), tokenizer, examples, lora=None, max_steps=p.steps(steps),
+                               learning_rate=p.lr(learning_rate), seed=seed)
+    model = load_base(p)
     model.load_state_dict(trained.state_dict())
     return model.eval().requires_grad_(False)
 

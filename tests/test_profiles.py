@@ -86,3 +86,26 @@ def test_spread_by_key_keeps_every_kind_of_an_interleaved_list():
     cut = profiles.spread(rows, 24, key=lambda r: r[0])
     assert len(cut) == 24 and {k for k, _ in cut} == {"wrong", "curt", "rambling"}
     assert profiles.spread(rows, 999, key=lambda r: r[0]) is rows                     # within budget: untouched
+
+
+def test_sft_policy_takes_the_tiny_budget_and_the_profile_scales_it(monkeypatch):
+    """Callers pass the tiny model's steps and learning rate; ``sft_policy`` applies the profile's budget once."""
+    import torch
+
+    from course import rlhf, training
+
+    seen = {}
+
+    def fake_train_sft(model, tokenizer, examples, *, lora, max_steps, learning_rate, seed):
+        seen.update(max_steps=max_steps, learning_rate=learning_rate, seed=seed)
+        return model, None
+
+    monkeypatch.setattr(training, "train_sft", fake_train_sft)
+    monkeypatch.setattr(rlhf, "load_base", lambda p: torch.nn.Linear(2, 2))
+    monkeypatch.setattr(rlhf, "_profile", lambda p: profiles.get_profile(p) if isinstance(p, str) else p)
+    for name in ("tiny", "small"):
+        p = profiles.get_profile(name)
+        model = rlhf.sft_policy(name, None, [], steps=30, seed=3, learning_rate=2e-3)
+        assert seen == {"max_steps": p.steps(30), "learning_rate": p.lr(2e-3), "seed": 3}
+        assert not model.training and not any(t.requires_grad for t in model.parameters())
+    assert profiles.get_profile("small").steps(30) < 30 and profiles.get_profile("small").lr(2e-3) < 2e-3

@@ -429,8 +429,7 @@ from course.rlhf import LikelihoodRewardModel, mean_logprob, sft_policy
 
 def sft_model(steps=SFT_STEPS, seed=0):
     """The SFT model: a full fine-tune with trl's SFTTrainer on the tiny-world tasks, frozen."""
-    return sft_policy(profile, tokenizer, examples("train"), steps=profile.steps(steps), seed=seed,
-                      learning_rate=profile.lr(2e-3))
+    return sft_policy(profile, tokenizer, examples("train"), steps=steps, seed=seed)
 
 
 def prompts_of(rows):

@@ -390,7 +390,7 @@ def frozen_copy(model):
 task_examples = examples("train")
 prompts = [e.instruction for e in task_examples]
 preference_rows = list(load_preference_data()["train"]) + [p.as_dict() for p in off_topic_preferences("train")]
-sft = sft_policy(profile, tokenizer, task_examples, steps=profile.steps(30), learning_rate=profile.lr(2e-3))
+sft = sft_policy(profile, tokenizer, task_examples, steps=30)      # the profile scales steps and lr
 reward_model = LikelihoodRewardModel(sft, tokenizer)
 reward_model.fit(preference_rows)
 print(f"SFT policy: {sum(p.numel() for p in sft.parameters())} parameters; reward model head "

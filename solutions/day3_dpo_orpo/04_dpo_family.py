@@ -42,7 +42,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 from trl.experimental.cpo import CPOConfig, CPOTrainer
 
 from course.loading import load_base, load_preference_data, load_tokenizer
-from course.notebook import progress
+from course.notebook import check_claims, progress
 from course.plotting import plot_curves, plt
 
 torch.manual_seed(0)
@@ -720,10 +720,7 @@ claims = {
         abs(end["cDPO"]["margin"] - cdpo_target) < 0.25 * cdpo_target and moved_sum["cDPO"] < 0.5 * moved_sum["DPO"],
     "summed margins: rDPO > DPO > cDPO": end["rDPO"]["margin"] > end["DPO"]["margin"] > end["cDPO"]["margin"],
 }
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.asserts_claims:                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)
 
 # %% [markdown]
 # Read the table and the curves. DPO's margin is still climbing after 24 steps (the "Δ last 10" columns): with
@@ -792,10 +789,7 @@ claims = {
     "the summed no-ref loss lowers curt rejected > 3× more per token than rambling, and > 3× SimPO's ratio":
         ratio["summed, no ref"] > 3 and ratio["summed, no ref"] > 3 * ratio["SimPO"],
 }
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.asserts_claims:                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)
 
 # %% [markdown]
 # Compare the `curt r` and `rambling r` columns and the printed ratios. The summed loss pushed the short `curt`
@@ -882,10 +876,7 @@ claims = {
     "KTO on single responses ranks > 60 % of held-out pairs right, within 0.15 of DPO on the pairs":
         kto_acc > 0.6 and kto_acc > dpo_acc - 0.15,
 }
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.asserts_claims:                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)
 
 # %% [markdown]
 # Read it: **without a single pair**, KTO's policy ranks the held-out pairs about as well as DPO's, which saw both

@@ -43,7 +43,7 @@ from course.generation import answer, chat_prompt
 from course.kbit import keep_training_layout
 from course.loading import load_base, load_tokenizer
 from course.memory import measured_weight_bytes, nf4_bits_per_param
-from course.notebook import progress
+from course.notebook import check_claims, progress
 from course.timing import median_seconds
 from course.tinyworld import tasks
 from course.training import lora_config, train_sft
@@ -536,10 +536,7 @@ claims = {
 if repacked:                                    # the trap exists only where the CPU kernel repacks the bytes
     claims["merging after a CPU forward (repacked bytes) loses > 0.3 exact match"] = \
         merge_table["merged into 4-bit after a forward"]["em"] < merge_table[REF]["em"] - 0.3
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.asserts_claims:                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed on this run: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)
 gaps = {k: round((merge_table[REF]["em"] - merge_table[k]["em"]) * len(heldout)) for k in far}
 print("exact match lost against the reference, in questions of", len(heldout), "—",
       "; ".join(f"{k}: {g}" for k, g in gaps.items()), "→",

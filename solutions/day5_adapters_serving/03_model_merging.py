@@ -40,7 +40,7 @@ from peft.utils import merge_utils
 
 from course.generation import answer
 from course.loading import load_base, load_tokenizer
-from course.notebook import progress
+from course.notebook import check_claims, progress
 from course.tinyworld import tasks
 from course.training import lora_config, train_sft
 
@@ -610,10 +610,7 @@ for s, res in results.items():
         two_task_mean(res["sum"]) < two_task_mean(res["average"])
     claims[f"seed {s}: peft's factor-wise linear scores below the exact average"] = \
         two_task_mean(res["linear"]) < two_task_mean(res["average"])
-for claim, ok in claims.items():
-    print(("holds:         " if ok else "does NOT hold: ") + claim)
-if profile.asserts_claims:                      # seeded and deterministic there; elsewhere the lines above say it
-    assert all(claims.values()), f"the lesson's claims failed: {[c for c, ok in claims.items() if not ok]}"
+check_claims(claims, profile)
 
 # %% [markdown]
 # What the three seeds show on the tiny model (the cell above asserts the first two on every seed):
