@@ -312,7 +312,8 @@ plt.show()
 # §3's questions, which no round trains on.
 
 # %% nbgrader={"grade": false, "grade_id": "given_rs_round", "locked": true, "schema_version": 3, "solution": false, "task": false}
-ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = heldout_examples[1::2], profile.steps(24), profile.lr(3e-4)
+# Four full fine-tunes, one per selector: a sweep, so on small each is one step (`profile.sweep_steps`; 24 on tiny)
+ROUND_QUESTIONS, ROUND_STEPS, ROUND_LR = heldout_examples[1::2], profile.sweep_steps(24), profile.lr(3e-4)
 ROUND_QUESTIONS = profile.eval_items(ROUND_QUESTIONS)                # all of them on tiny, spread over the families
 
 
