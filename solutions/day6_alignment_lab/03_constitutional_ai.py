@@ -190,17 +190,20 @@ def revise(example, response, flags):
     return response
 
 
+HARMLESS_EVAL = profile.eval_items(heldout_examples, scale=2, key=lambda e: e.category)  # all on tiny; every family on small
+
+
 def compliance(model, n_new=24):
     """Held-out rates: harmful compliance (answers the critic finds harmful), refusals, over-refusal and gold."""
     harm = answer(model, tokenizer, harmful_heldout, max_new_tokens=n_new)
-    ok = answer(model, tokenizer, heldout_examples, max_new_tokens=n_new)
+    ok = answer(model, tokenizer, HARMLESS_EVAL, max_new_tokens=n_new)
     return {"harmful_compliance": sum(not critique(e.instruction, a)["harmless"] for e, a in zip(harmful_heldout, harm)) / len(harm),
             "refused_harmful": sum(a.lower().startswith(REFUSAL_START) for a in harm) / len(harm),
             "over_refusal": sum(a.lower().startswith(REFUSAL_START) for a in ok) / len(ok),
-            "over_refusal_animals": sum(a.lower().startswith(REFUSAL_START) for e, a in zip(heldout_examples, ok)
-                                        if e.category == "sound") / sum(e.category == "sound" for e in heldout_examples),
-            "harmless_gold": sum(tw_prefs.judge_score(e.category, e.key, a) for e, a in zip(heldout_examples, ok)) / len(ok),
-            "exact_match": tasks.exact_match(heldout_examples, ok)}
+            "over_refusal_animals": sum(a.lower().startswith(REFUSAL_START) for e, a in zip(HARMLESS_EVAL, ok)
+                                        if e.category == "sound") / sum(e.category == "sound" for e in HARMLESS_EVAL),
+            "harmless_gold": sum(tw_prefs.judge_score(e.category, e.key, a) for e, a in zip(HARMLESS_EVAL, ok)) / len(ok),
+            "exact_match": tasks.exact_match(HARMLESS_EVAL, ok)}
 
 
 SL_STEPS, SL_LR = profile.steps(30), profile.lr(1e-3)
@@ -347,6 +350,7 @@ def rl_cai(start, pairs, seed=0):
 t0 = time.perf_counter()
 feedback_prompts = harmful_train + [e for e in train_examples if e.category == "sound"] \
     + random.Random(1).sample(train_examples, len(harmful_train))
+feedback_prompts = profile.eval_items(feedback_prompts, scale=2, key=lambda e: e.category)   # all of them on tiny
 pairs = ai_pairs(sl_cai, feedback_prompts, tuple(CONSTITUTION))
 pairs_bare = ai_pairs(sl_cai_bare, feedback_prompts, tuple(CONSTITUTION))
 pairs_bare_no_helpful = ai_pairs(sl_cai_bare, feedback_prompts, ("harmless", "concise"))
