@@ -116,13 +116,13 @@ def check_claims(checks: dict, profile: Profile) -> None:
 
 
 def claim_checker(profile: Profile):
-    """``claim(ok, message) -> ok`` for one claim or sanity check at a time: prints ``ok:`` / ``WARNING:`` and the
-    message; on a profile that asserts its claims (tiny) a false one raises ``AssertionError`` with the message."""
+    """``claim(ok, message)`` for one claim or sanity check at a time: prints ``ok:`` / ``WARNING:`` and the
+    message; on a profile that asserts its claims (tiny) a false one raises ``AssertionError`` with the message.
+    It returns None, so a cell that ends with a claim echoes nothing (a returned bool printed ``True``/``False``)."""
 
-    def claim(ok, message: str) -> bool:
+    def claim(ok, message: str) -> None:
         if profile.asserts_claims:
             assert ok, message
         print(("   ok: " if ok else "   WARNING: ") + message)
-        return bool(ok)
 
     return claim
