@@ -142,11 +142,12 @@ def runs_namespace():
 
     from course.loading import load_base, load_preference_data, load_tokenizer
     from course.notebook import quiet
+    from course.profiles import get_profile
 
     quiet()
     ns = solution_namespace(SRC, LOSSES | {"given_sequences", "given_runs", "given_kto_run"}, PRELUDE,
                             tokenizer=load_tokenizer("tiny"), prefs=load_preference_data(), load_base=load_base,
-                            profile="tiny", ref_model=load_base("tiny").eval(), Dataset=Dataset, DPOConfig=DPOConfig,
+                            profile=get_profile("tiny"), ref_model=load_base("tiny").eval(), Dataset=Dataset, DPOConfig=DPOConfig,
                             DPOTrainer=DPOTrainer, PrinterCallback=None, IPO_BETA=0.5, EPS=0.1, SIMPO_BETA=2.0,
                             SIMPO_GAMMA=1.0)
     return ns
