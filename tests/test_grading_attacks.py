@@ -282,8 +282,11 @@ def _outputs(layout: Layout, student: str, nb: str = "01_basics") -> str:
     if not path.exists():
         return ""
     book = nbformat.read(path, as_version=4)
-    return "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) + str(o.get("evalue", ""))
-                     for c in book.cells if c.cell_type == "code" and not is_test(c) for o in c.get("outputs", []))
+    # a stream's text carries its own newlines, and one print can arrive as two stream outputs under load
+    # ("FORKED" then " 46 NPROC 64\n", seen in CI): streams are concatenated as they are, other outputs on their own line
+    return "".join(o["text"] if o.get("output_type") == "stream" else
+                   "\n" + json.dumps(o.get("data", {})) + str(o.get("evalue", "")) + "\n"
+                   for c in book.cells if c.cell_type == "code" and not is_test(c) for o in c.get("outputs", []))
 
 
 def test_every_submission_is_listed_and_classmates_keep_their_grades(attacked):
