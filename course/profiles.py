@@ -45,7 +45,7 @@ class Profile:
     max_eval_examples: int | None = None    # cap on held-out examples scored per evaluation
     max_new_tokens: int = 32                # generation length for demos
     max_seeds: int | None = None            # cap on how many seeds one notebook trains (its 3-seed tables)
-    max_sweep_steps: int | None = None      # cap on a side run's steps: each of a sweep of full fine-tunes (Day 3)
+    max_sweep_steps: int | None = None      # cap on a side run's steps: each of a sweep of full fine-tunes (Days 2, 3, 6)
     max_batch: int | None = None            # cap on examples per step of a notebook's own training loop (full batch, PPO, GRPO)
     lr_scale: float = 1.0                   # notebooks' learning rates (tuned on tiny) times this, via ``lr()``
     asserts_claims: bool = False            # the labs' claims were measured here over seeds: a failing one raises
