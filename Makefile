@@ -18,7 +18,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 help:
 	@echo "make lab        create .venv, install everything, register the gradebook, start JupyterLab on the repo root"
 	@echo "make formgrader the same JupyterLab, opened on nbgrader's formgrader (instructors)"
-	@echo "make test       the whole test suite (about 27 minutes on 2 cores)"
+	@echo "make test       the whole test suite (23–36 minutes on 2 cores, by machine)"
 	@echo "make test-fast  a fast subset (under 3 minutes)"
 	@echo "make build      rebuild lessons/ from solutions/ (course build)"
 	@echo "make venv       only create .venv and install the package and its dependencies"

@@ -391,6 +391,14 @@ plt.show()
 # %% [markdown]
 # **What stood in for what.** Critique and revision: the rule `critique` and the template `revise`, in place of the
 # model writing both. The preference label: `label_pair` on critic counts, in place of a feedback model's (A)/(B)
-# probabilities. The policy, SL-CAI and DPO stages are real training runs. On the `small` profile (SmolLM2-135M-
-# Instruct, `course models fetch`) the same stages could prompt the instruct model for the critique and the label;
-# this notebook leaves that as an option, because one such model pass per pair costs seconds on a CPU.
+# probabilities. The policy, SL-CAI and DPO stages are real training runs.
+#
+# What a real small model can do instead was measured: `benchmarks/cai_feedback_small.py` asks SmolLM2-135M-Instruct
+# (the `small` profile) for each stage in Bai et al.'s own prompt formats, on this notebook's red-team requests and on
+# harmless questions with their gold answers (figures in docs/BENCHMARKS.md). With three few-shot examples its
+# critiques and revisions partly work — it rewrites compliant answers into refusals, most of them naming the
+# request's animal, though many critiques only restate the request and some revisions copy an example's wording —
+# but its (A)/(B) label fails outright: it prefers harmful compliance to a refusal on every harmful request, because
+# it prefers whatever is not a refusal. Bai et al.'s feedback model had 52B parameters. This notebook keeps the rule
+# stand-ins on every profile, so that its stages compare the same things on tiny and small; a model-written
+# revision on small is the natural next step, a model-written label at this size is not.
