@@ -110,12 +110,15 @@ def _ro_roots() -> list[str]:
 def _mounts(extra_ro: tuple[str, ...] = (), tmp_mb: int = 512) -> list[str]:
     pkg = str(course_package())
     targets = list(dict.fromkeys(_ro_roots() + [str(Path(x).resolve()) for x in extra_ro]))
-    args: list[str] = []
-    parents: list[str] = []
+    # the private /tmp first: a venv or package that lives under /tmp (a clone in /tmp/...) is bound on top of it
+    # below, where a tmpfs mounted last would hide it (bwrap: execvp .../python: No such file or directory)
+    args: list[str] = ["--perms", "1777", "--size", str(tmp_mb * 2 ** 20), "--tmpfs", "/tmp"]
+    parents: list[str] = ["/tmp"]                # exists already (the tmpfs): not re-created 0755
     for t in targets + [pkg, INSIDE_WORK]:      # bwrap would create missing parents 0700 (unusable once unprivileged)
         for a in reversed(Path(t).parents[:-1]):
             if str(a) not in parents:
                 parents.append(str(a))
+    parents.remove("/tmp")
     for a in parents:
         args += ["--perms", "0755", "--dir", a]
     for p in targets:
@@ -124,7 +127,7 @@ def _mounts(extra_ro: tuple[str, ...] = (), tmp_mb: int = 512) -> list[str]:
     # solutions/, autograder/, lessons/ and .git do not exist inside. A venv inside the repository is mounted
     # above at its own path only.
     args += ["--ro-bind", pkg, pkg]
-    args += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(tmp_mb * 2 ** 20), "--tmpfs", "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
     return args
 
 
