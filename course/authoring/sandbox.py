@@ -113,12 +113,11 @@ def _mounts(extra_ro: tuple[str, ...] = (), tmp_mb: int = 512) -> list[str]:
     # the private /tmp first: a venv or package that lives under /tmp (a clone in /tmp/...) is bound on top of it
     # below, where a tmpfs mounted last would hide it (bwrap: execvp .../python: No such file or directory)
     args: list[str] = ["--perms", "1777", "--size", str(tmp_mb * 2 ** 20), "--tmpfs", "/tmp"]
-    parents: list[str] = ["/tmp"]                # exists already (the tmpfs): not re-created 0755
+    parents: list[str] = []
     for t in targets + [pkg, INSIDE_WORK]:      # bwrap would create missing parents 0700 (unusable once unprivileged)
         for a in reversed(Path(t).parents[:-1]):
-            if str(a) not in parents:
+            if str(a) not in parents and str(a) != "/tmp":      # /tmp is the tmpfs above: not re-created 0755
                 parents.append(str(a))
-    parents.remove("/tmp")
     for a in parents:
         args += ["--perms", "0755", "--dir", a]
     for p in targets:
