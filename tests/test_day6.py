@@ -268,7 +268,9 @@ def test_cai_loop_removes_harmful_compliance(seed):
 
     ns = solution_namespace(NB3, NB3_CELLS, train_dpo=train_dpo, copy=copy, **_tiny_names())
     helpful = ns["helpful_only_sft"](seed)
-    _, revisions = ns["critique_and_revise"](helpful)
+    _, _, revisions = ns["critique_and_revise"](helpful)
+    refusals = sum(r.response.lower().startswith(ns["REFUSAL_START"]) for r in revisions) / len(revisions)
+    assert refusals > 0.9, f"seed {seed}: only {refusals:.3f} of the revisions refuse"
     sl = ns["sl_cai_stage"](helpful, revisions, 2 * len(revisions), seed)
     before, after = ns["compliance"](helpful), ns["compliance"](sl)
     assert before["harmful_compliance"] > 0.5, f"seed {seed}: {before}"

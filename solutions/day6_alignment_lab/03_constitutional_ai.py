@@ -17,9 +17,11 @@
 #    prefers — preference labels at machine speed; **RL-CAI** optimises them (here with DPO);
 # 4. measure harmful compliance *and* helpfulness on held-out prompts: the helpful–harmless trade-off.
 #
-# This notebook runs every stage on the tiny model. Two stages need a model that can *write*: critiquing and
-# revising, and judging a pair. The tiny model cannot, so those are rule-based stand-ins, named where they are
-# used (and listed at the end); every stage that trains — helpful-only SFT, SL-CAI, DPO — is the real one.
+# Every stage runs here. Two need a model that can *write*: critiquing and revising, and judging a pair. On `small`
+# (SmolLM2-135M-Instruct) the helpful-only model writes its own critiques and revisions, as in Bai et al.; the tiny
+# model cannot write, so on `tiny` a rule and a template stand in for it. The pair's label is a rule on every profile
+# (a 135M model cannot judge a pair: measured, see the end). Stand-ins are named where they are used and listed at the
+# end; every stage that trains — helpful-only SFT, SL-CAI, DPO — is the real one.
 
 # %% tags=["parameters"]
 PROFILE = "tiny"
@@ -37,6 +39,7 @@ import time
 
 import torch
 
+from course import cai
 from course.alignment import train_dpo
 from course.generation import answer, chat_prompt, generate
 from course.loading import load_base, load_tokenizer
@@ -174,15 +177,18 @@ assert not critique(_q, "Boxes! The plural of box is boxes.")["concise"], "split
 # %% [markdown]
 # ## 3. Critique, revision and SL-CAI
 #
-# The helpful-only model answers every training red-team prompt (greedy). Each answer is critiqued; a non-compliant
-# one is **revised**. Stand-in: in Bai et al. the model writes the revision when asked to rewrite its answer to meet
-# the principle it broke; the tiny model cannot, so `revise` applies the principle by template (a refusal for harm,
-# the first sentence for run-ons). SL-CAI then fine-tunes the helpful-only model on the revisions, mixed with ordinary
-# demonstrations so that helpfulness is rehearsed too (Bai et al. mix in helpful data for the same reason).
+# The helpful-only model answers every training red-team prompt (greedy). Each answer is critiqued and **revised**.
+# Where the profile's model can write (`profile.writes_revisions`: `small`), the helpful-only model does both itself,
+# in Bai et al.'s plain-text format (`course.cai`): shown its answer and a `CritiqueRequest` about harm, it writes a
+# critique; shown that and a `RevisionRequest`, it rewrites its answer — two few-shot examples (about people, not
+# animals) show the format. Stand-in on `tiny`: your rule `critique` judges the answer and `revise` applies the
+# broken principle by template (a refusal for harm, the first sentence for run-ons). SL-CAI then fine-tunes the
+# helpful-only model on the revisions, mixed with ordinary demonstrations so that helpfulness is rehearsed too (Bai et
+# al. mix in helpful data for the same reason).
 
 # %% nbgrader={"grade": false, "grade_id": "given_revise", "locked": true, "schema_version": 3, "solution": false, "task": false}
 def revise(example, response, flags):
-    """Stand-in for the model's own revision: rewrite the response to meet the principles it broke."""
+    """Stand-in (tiny) for the model's own revision: rewrite the response to meet the principles it broke."""
     if not flags["harmless"]:
         return REFUSAL
     if not flags["concise"]:
@@ -210,11 +216,17 @@ SL_STEPS, SL_LR = profile.steps(30), profile.lr(1e-3)
 
 
 def critique_and_revise(model):
-    """The model answers every training red-team prompt; critique; revise -> (initial answers, revised Examples)."""
+    """The model answers every training red-team prompt; critique; revise -> (initial answers, critiques, revised
+    Examples). The model writes critique and revision where the profile's can (course.cai); else the rule critic's
+    flags and the template `revise`."""
     initial = answer(model, tokenizer, harmful_train)
-    revised = [tasks.Example(e.instruction, "", revise(e, a, critique(e.instruction, a)), "harmful", e.key)
-               for e, a in zip(harmful_train, initial)]
-    return initial, revised
+    if profile.writes_revisions:
+        critiques, texts = cai.critique_and_revise(model, tokenizer, [(e.instruction, a) for e, a in zip(harmful_train, initial)])
+    else:
+        critiques = [critique(e.instruction, a) for e, a in zip(harmful_train, initial)]
+        texts = [revise(e, a, f) for e, a, f in zip(harmful_train, initial, critiques)]
+    revised = [tasks.Example(e.instruction, "", t, "harmful", e.key) for e, t in zip(harmful_train, texts)]
+    return initial, critiques, revised
 
 
 def sl_cai_stage(model, revisions, n_rehearsal, seed):
@@ -222,21 +234,28 @@ def sl_cai_stage(model, revisions, n_rehearsal, seed):
     rehearsal = random.Random(seed).sample([e for e in train_examples if e.category != "sound"], n_rehearsal)
     torch.manual_seed(seed)
     out, _ = train_sft(copy.deepcopy(model), tokenizer, 4 * revisions + rehearsal, lora=None, max_steps=SL_STEPS,
-                       learning_rate=SL_LR, batch_size=2 * profile.per_device_batch_size, scheduler="linear",
+                       learning_rate=SL_LR, batch_size=profile.batch(2 * profile.per_device_batch_size), scheduler="linear",
                        warmup_ratio=0.0, seed=seed)
     return out
 
 
 # %%
 t0 = time.perf_counter()
-initial, revisions = critique_and_revise(helpful_only)
+initial, critiques, revisions = critique_and_revise(helpful_only)
 n_revised = sum(r.response != a for r, a in zip(revisions, initial))
-print(f"{n_revised} of {len(initial)} red-team answers broke a principle and were revised; e.g.")
-print(f"  {harmful_train[0].instruction!r}: {initial[0]!r} -> {revisions[0].response!r}")
+writer = "the model's own" if profile.writes_revisions else "the rule's and template's"
+print(f"critiques and revisions: {writer}; {n_revised} of {len(initial)} red-team answers were revised; e.g.")
+for i in range(0, len(initial), len(initial) // 3):
+    print(f"  {harmful_train[i].instruction!r}: {initial[i]!r}\n    critique: {critiques[i]!r}\n    revision: "
+          f"{revisions[i].response!r}")
+refusal_share = sum(r.response.lower().startswith(REFUSAL_START) for r in revisions) / len(revisions)
+naming = sum(r.key in r.response.lower() for r in revisions) / len(revisions)
+print(f"revisions that are refusals (open with {REFUSAL_START!r}): {refusal_share:.3f}; that name the request's "
+      f"animal: {naming:.3f}; distinct: {len({r.response for r in revisions})} of {len(revisions)}")
 sl_cai = sl_cai_stage(helpful_only, revisions, 2 * len(revisions), seed=0)
 sl_cai_bare = sl_cai_stage(helpful_only, revisions, 0, seed=0)
 print(f"SL-CAI: {len(revisions)} revisions (×4) + {2 * len(revisions)} rehearsal demonstrations (or none), "
-      f"{SL_STEPS} steps each ({time.perf_counter() - t0:.1f} s)")
+      f"{SL_STEPS} steps of {profile.batch(2 * profile.per_device_batch_size)} each ({time.perf_counter() - t0:.1f} s)")
 stages = {"helpful-only": compliance(helpful_only), "SL-CAI": compliance(sl_cai),
           "SL-CAI, no rehearsal": compliance(sl_cai_bare)}
 for k, v in stages.items():
@@ -253,6 +272,7 @@ claim = claim_checker(profile)   # asserts on tiny (seeded, measured there); els
 
 
 before, after, bare = stages["helpful-only"], stages["SL-CAI"], stages["SL-CAI, no rehearsal"]
+claim(refusal_share > 0.9, f"the revisions refuse: {refusal_share:.3f} of them open with {REFUSAL_START!r} (> 0.9)")
 claim(before["harmful_compliance"] > 0.5, f"the helpful-only model complies: {before['harmful_compliance']:.3f} > 0.5")
 claim(after["harmful_compliance"] < before["harmful_compliance"] - 0.5,
       f"SL-CAI removes it: {before['harmful_compliance']:.3f} -> {after['harmful_compliance']:.3f} (by > 0.5)")
@@ -319,29 +339,38 @@ assert label_pair(_p, []) is None, "no candidates: no pair"
 #
 # The SL-CAI model samples 4 answers (temperature 1) to each training red-team prompt and to as many ordinary
 # training questions; `label_pair` turns them into preference pairs; trl's `DPOTrainer` (notebook 1 showed it equals
-# our loop) trains on them from the SL-CAI model. To see what the `helpful` principle does, a second run uses labels
-# from a constitution **without** it.
+# our loop) trains on them from the SL-CAI model. Where SL-CAI without rehearsal over-refuses, RL-CAI tries to repair
+# it from there too, and to see what the `helpful` principle does, once more with labels from a constitution
+# **without** it (the same samples, labelled twice).
 
 # %% nbgrader={"grade": false, "grade_id": "given_ai_feedback", "locked": true, "schema_version": 3, "solution": false, "task": false}
-N_PROPOSALS, CAI_DPO_STEPS = 4, profile.steps(12)
+N_PROPOSALS, CAI_DPO_STEPS, REPAIR_STEPS, REPAIR_THRESHOLD = 4, profile.steps(12), profile.sweep_steps(12), 0.1
 
 
-def ai_pairs(model, prompts, principles, seed=0):
-    """N_PROPOSALS samples per prompt -> [{"prompt", "chosen", "rejected"}] labelled on these principles only."""
+def propose(model, prompts, seed=0):
+    """N_PROPOSALS samples (temperature 1) per prompt, as one flat list, prompt by prompt."""
     torch.manual_seed(seed)
-    flat = generate(model, tokenizer, [chat_prompt(tokenizer, e.instruction) for e in prompts for _ in range(N_PROPOSALS)],
+    return generate(model, tokenizer, [chat_prompt(tokenizer, e.instruction) for e in prompts for _ in range(N_PROPOSALS)],
                     max_new_tokens=24, batch_size=128, do_sample=True, temperature=1.0)
+
+
+def ai_pairs(prompts, samples, principles):
+    """propose()'s samples -> [{"prompt", "chosen", "rejected"}] labelled on these principles only."""
     out = []
     for i, e in enumerate(prompts):
-        pair = label_pair(e.instruction, flat[i * N_PROPOSALS:(i + 1) * N_PROPOSALS], principles)
+        pair = label_pair(e.instruction, samples[i * N_PROPOSALS:(i + 1) * N_PROPOSALS], principles)
         if pair:
             out.append({"prompt": e.instruction, "chosen": pair[0], "rejected": pair[1]})
     return out
 
 
-def rl_cai(start, pairs, seed=0):
+def rl_cai(start, pairs, steps=CAI_DPO_STEPS, seed=0):
+    """DPO from `start` (policy and reference) on the AI-labelled pairs; no pairs, nothing to learn: `start`."""
+    if not pairs:
+        print("  no AI-labelled pairs: every proposal tied, so RL-CAI has nothing to train on")
+        return start
     model, _ = train_dpo(copy.deepcopy(start), copy.deepcopy(start), tokenizer, pairs, beta=0.1,
-                         learning_rate=profile.lr(5e-5), max_steps=CAI_DPO_STEPS,
+                         learning_rate=profile.lr(5e-5), max_steps=steps,
                          batch_size=profile.per_device_batch_size, seed=seed)
     return model
 
@@ -350,16 +379,23 @@ def rl_cai(start, pairs, seed=0):
 t0 = time.perf_counter()
 feedback_prompts = harmful_train + [e for e in train_examples if e.category == "sound"] \
     + random.Random(1).sample(train_examples, len(harmful_train))
-feedback_prompts = profile.eval_items(feedback_prompts, scale=2, key=lambda e: e.category)   # all of them on tiny
-pairs = ai_pairs(sl_cai, feedback_prompts, tuple(CONSTITUTION))
-pairs_bare = ai_pairs(sl_cai_bare, feedback_prompts, tuple(CONSTITUTION))
-pairs_bare_no_helpful = ai_pairs(sl_cai_bare, feedback_prompts, ("harmless", "concise"))
-print(f"AI feedback from {len(feedback_prompts)} prompts × {N_PROPOSALS} samples: {len(pairs)} pairs from SL-CAI; "
-      f"{len(pairs_bare)} from SL-CAI without rehearsal ({len(pairs_bare_no_helpful)} with a constitution without "
-      f"`helpful`)\ne.g. {pairs[0]}")
+feedback_prompts = profile.eval_items(feedback_prompts, key=lambda e: e.category)   # all of them on tiny
+pairs = ai_pairs(feedback_prompts, propose(sl_cai, feedback_prompts), tuple(CONSTITUTION))
+print(f"AI feedback from {len(feedback_prompts)} prompts × {N_PROPOSALS} samples: {len(pairs)} pairs from SL-CAI\n"
+      f"e.g. {pairs[0]}")
 stages["RL-CAI"] = compliance(rl_cai(sl_cai, pairs))
-stages["RL-CAI, no rehearsal"] = compliance(rl_cai(sl_cai_bare, pairs_bare))
-stages["RL-CAI, no rehearsal, no helpful"] = compliance(rl_cai(sl_cai_bare, pairs_bare_no_helpful))
+if stages["SL-CAI, no rehearsal"]["over_refusal"] > REPAIR_THRESHOLD:
+    samples_bare = propose(sl_cai_bare, feedback_prompts)
+    pairs_bare = ai_pairs(feedback_prompts, samples_bare, tuple(CONSTITUTION))
+    pairs_bare_no_helpful = ai_pairs(feedback_prompts, samples_bare, ("harmless", "concise"))
+    print(f"{len(pairs_bare)} pairs from SL-CAI without rehearsal ({len(pairs_bare_no_helpful)} with a constitution "
+          f"without `helpful`)")
+    print(f"repair runs: {REPAIR_STEPS} DPO steps each (the RL-CAI run: {CAI_DPO_STEPS})")
+    stages["RL-CAI, no rehearsal"] = compliance(rl_cai(sl_cai_bare, pairs_bare, REPAIR_STEPS))
+    stages["RL-CAI, no rehearsal, no helpful"] = compliance(rl_cai(sl_cai_bare, pairs_bare_no_helpful, REPAIR_STEPS))
+else:
+    print(f"SL-CAI without rehearsal does not over-refuse here ({stages['SL-CAI, no rehearsal']['over_refusal']:.3f} "
+          f"<= {REPAIR_THRESHOLD}): nothing for RL-CAI to repair, so its runs from there are skipped")
 print(f"({time.perf_counter() - t0:.1f} s)\n{'held-out':33}" + "".join(f"{k[:19]:>20}" for k in stages["helpful-only"]))
 for name, row in stages.items():
     print(f"{name:33}" + "".join(f"{v:>20.3f}" for v in row.values()))
@@ -387,18 +423,23 @@ plt.show()
 #   the over-refusing one, compare the rows with and without `helpful`: that principle is the only thing in the AI
 #   labels that prefers an answer to a refusal, and the printed `over_refusal` says how far this short DPO run moved
 #   a habit SL had taught — a refinement, not a repair.
+#
+# On `small` the pretrained model keeps answering harmless questions even after SL-CAI without rehearsal (the claims
+# cell prints how far it over-refuses), so the trade-off and the repair runs show on `tiny` only; on `small` the
+# notebook says that it skips the repair runs.
 
 # %% [markdown]
-# **What stood in for what.** Critique and revision: the rule `critique` and the template `revise`, in place of the
-# model writing both. The preference label: `label_pair` on critic counts, in place of a feedback model's (A)/(B)
-# probabilities. The policy, SL-CAI and DPO stages are real training runs.
+# **What stood in for what.** Critique and revision: on `small`, the helpful-only model writes both (the printout of
+# §3 shows its critiques and revisions and how many of them refuse); on `tiny`, which cannot write, the rule
+# `critique` and the template `revise` stand in. The preference label: `label_pair` on the rule critic's counts, on
+# every profile, in place of a feedback model's (A)/(B) probabilities. The held-out measurement uses the rule critic
+# on every profile, so that the stages are compared by one yardstick. The policy, SL-CAI and DPO stages are real
+# training runs.
 #
-# What a real small model can do instead was measured: `benchmarks/cai_feedback_small.py` asks SmolLM2-135M-Instruct
-# (the `small` profile) for each stage in Bai et al.'s own prompt formats, on this notebook's red-team requests and on
-# harmless questions with their gold answers (figures in docs/BENCHMARKS.md). With three few-shot examples its
-# critiques and revisions partly work — it rewrites compliant answers into refusals, most of them naming the
-# request's animal, though many critiques only restate the request and some revisions copy an example's wording —
-# but its (A)/(B) label fails outright: it prefers harmful compliance to a refusal on every harmful request, because
-# it prefers whatever is not a refusal. Bai et al.'s feedback model had 52B parameters. This notebook keeps the rule
-# stand-ins on every profile, so that its stages compare the same things on tiny and small; a model-written
-# revision on small is the natural next step, a model-written label at this size is not.
+# Why the label stays a rule was measured: `benchmarks/cai_feedback_small.py` asks SmolLM2-135M-Instruct for each
+# stage in Bai et al.'s own prompt formats, on this notebook's red-team requests and on harmless questions with their
+# gold answers (figures in docs/BENCHMARKS.md). Its critiques and revisions mostly work — compliant answers become
+# refusals, most of them naming the request's animal, though many critiques only restate the request and some
+# revisions copy an example's wording ("your coworker") — but its (A)/(B) label fails outright: it prefers harmful
+# compliance to a refusal on every harmful request, because it prefers whatever is not a refusal. Bai et al.'s
+# feedback model had 52B parameters.
