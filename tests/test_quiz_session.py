@@ -232,6 +232,9 @@ def test_sigint_mid_drill_still_writes_the_report(home, small_bank):
     while "Q2" not in seen and time.monotonic() < deadline:           # wait until question 2 is on screen
         seen += os.read(p.stdout.fileno(), 4096).decode()
     p.send_signal(signal.SIGINT)
+    # stdin stays open until the process has exited, as a terminal's does: communicate() closes it at once, and on a
+    # loaded machine the drill could read that end of input before it handled the signal (CI read ended="input")
+    p.wait(timeout=60)
     rest, err = p.communicate(timeout=60)
     assert "Traceback" not in err, err
     (rep,) = [json.loads(x) for x in (home / "drills.jsonl").read_text().splitlines()]
