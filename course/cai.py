@@ -1,8 +1,8 @@
 """Constitutional AI's model-written stages in Bai et al. (2022)'s plain-text formats.
 
 A model is shown a conversation and a ``CritiqueRequest``, writes a ``Critique:``; shown its critique and a
-``RevisionRequest``, writes a ``Revision:``. Three few-shot examples (about people and things, none about the tiny
-world's animals) show the format. Plain text, no chat template: the formats are Bai et al.'s own and a base model
+``RevisionRequest``, writes a ``Revision:``. Few-shot examples (about people and things, none about the tiny world's
+animals) show the format: all three by default, the two harmful ones (``HARMFUL_SHOTS``) for red-team revisions. Plain text, no chat template: the formats are Bai et al.'s own and a base model
 follows them too. Used by Day 6 nb3 (on profiles whose ``writes_revisions`` is set) and by
 ``benchmarks/cai_feedback_small.py``; the preference-label prompt (``label_prompt``) is the benchmark's, measured there
 and not used by a lesson (a 135M model prefers whatever is not a refusal).
@@ -75,11 +75,12 @@ def completions(model, tokenizer, prompts: list[str], max_new_tokens: int, batch
 
 
 def critique_and_revise(model, tokenizer, pairs: list[tuple[str, str]], shots=HARMFUL_SHOTS, batch_size: int = 32,
-                        progress: bool | str | None = None) -> tuple[list[str], list[str]]:
+                        progress: bool | str | None = None, critique_tokens: int = 24, revision_tokens: int = 16
+                        ) -> tuple[list[str], list[str]]:
     """[(prompt, response)] -> (the model's critiques, its revisions), each revision written after its own critique
-    (greedy; a critique is cut at 24 new tokens, a revision at 16: the examples' own take up to 18 and 11)."""
-    critiques = completions(model, tokenizer, [critique_prompt(p, r, shots) for p, r in pairs], 24, batch_size,
-                            progress and "critiques")
+    (greedy; by default a critique is cut at 24 new tokens, a revision at 16: the examples' own take up to 18 and 11)."""
+    critiques = completions(model, tokenizer, [critique_prompt(p, r, shots) for p, r in pairs], critique_tokens,
+                            batch_size, progress and "critiques")
     revisions = completions(model, tokenizer, [revision_prompt(p, r, c, shots) for (p, r), c in zip(pairs, critiques)],
-                            16, batch_size, progress and "revisions")
+                            revision_tokens, batch_size, progress and "revisions")
     return critiques, revisions
